@@ -1,0 +1,461 @@
+"""The library behind the three notebooks: data, augmentation, loops, receptive fields,
+summaries, plots and results.  The notebooks import from here and define no loop of their own.
+"""
+import copy
+import json
+import math
+import os
+import platform
+import random
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm import tqdm  # the plain text bar: widget bars render as junk on GitHub
+
+MEAN, STD = 0.1307, 0.3081  # MNIST training-set pixel statistics
+DATA_ENV = "MNIST_DATA_DIR"  # environment variable naming the folder that holds MNIST/raw
+# IDX files as torchvision lays them out: name -> (magic number, size in bytes)
+MNIST_FILES = {
+    "train-images-idx3-ubyte": (2051, 16 + 60000 * 28 * 28),
+    "train-labels-idx1-ubyte": (2049, 8 + 60000),
+    "t10k-images-idx3-ubyte": (2051, 16 + 10000 * 28 * 28),
+    "t10k-labels-idx1-ubyte": (2049, 8 + 10000),
+}
+HISTORY_KEYS = ("epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds")
+
+
+class MNISTNotFoundError(FileNotFoundError):
+    """MNIST is not in the data folder and could not be downloaded."""
+
+
+class MNISTCorruptError(ValueError):
+    """An MNIST file is there but is not a complete IDX file."""
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+# ----------------------------------------------------------------------------- set-up
+
+def set_seed(seed=1):
+    """Seed Python and torch (CPU and every GPU) so a run can be repeated."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+def get_device(name="auto"):
+    """'auto' picks cuda, then mps, then cpu; a named device that is not there is an error."""
+    available = {"cpu": True, "cuda": torch.cuda.is_available(),
+                 "mps": getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()}
+    if name == "auto":
+        return torch.device(next(d for d in ("cuda", "mps", "cpu") if available[d]))
+    if name not in available:
+        raise ValueError(f"unknown device {name!r}: use 'auto', 'cpu', 'cuda' or 'mps'")
+    if not available[name]:
+        raise RuntimeError(f"device {name!r} was asked for but is not available on this machine; "
+                           f"use device='auto' to take the best one there is")
+    return torch.device(name)
+
+
+def data_dir(root=None):
+    """The MNIST folder: the argument, else $MNIST_DATA_DIR, else ./data."""
+    return Path(root or os.environ.get(DATA_ENV) or "data")
+
+
+# ----------------------------------------------------------------------------- data
+
+def check_mnist_files(root):
+    """Raise a clear error when an MNIST file in root/MNIST/raw is missing or damaged."""
+    raw = Path(root) / "MNIST" / "raw"
+    missing = [name for name in MNIST_FILES if not (raw / name).is_file()]
+    if missing:
+        raise MNISTNotFoundError(
+            f"MNIST not found in {raw} (missing: {', '.join(missing)}). Put the four files "
+            f"{', '.join(MNIST_FILES)} there, or point the data folder (the data_dir argument or "
+            f"the {DATA_ENV} environment variable) at a folder that holds MNIST/raw/.")
+    for name, (magic, size) in MNIST_FILES.items():
+        path = raw / name
+        head = path.open("rb").read(4)
+        actual = path.stat().st_size
+        if int.from_bytes(head, "big") != magic or actual != size:
+            raise MNISTCorruptError(
+                f"{path} is damaged: expected an IDX file of {size} bytes with magic number "
+                f"{magic}, found {actual} bytes. Replace it with a fresh copy (delete the "
+                f"folder and let torchvision download it again).")
+
+
+def load_mnist(root=None, train=True, download=True):
+    """Return (images uint8 (N, 28, 28), labels int64 (N,)) read through torchvision."""
+    from torchvision.datasets import MNIST
+    root = data_dir(root)
+    try:
+        check_mnist_files(root)
+    except MNISTNotFoundError:
+        if not download:
+            raise
+        try:
+            MNIST(str(root), train=train, download=True)
+        except Exception as err:  # no network, no write access, ...
+            raise MNISTNotFoundError(
+                f"MNIST is not in {Path(root) / 'MNIST' / 'raw'} and downloading it failed ({err}). "
+                f"Put the files {', '.join(MNIST_FILES)} there, or set {DATA_ENV} to a folder "
+                f"that holds MNIST/raw/.") from err
+        check_mnist_files(root)
+    ds = MNIST(str(root), train=train, download=False)
+    return ds.data, ds.targets
+
+
+def normalize(images_uint8):
+    """uint8 (N, 28, 28) -> float (N, 1, 28, 28), standardised with the MNIST mean and std."""
+    return (images_uint8.unsqueeze(1).float() / 255.0 - MEAN) / STD
+
+
+def random_affine(x, degrees=7.0, translate=0.0, generator=None):
+    """Rotate each image of a batch by U(-degrees, degrees) and shift it by up to
+    translate * size, in one affine_grid/grid_sample call; empty borders are filled with 0.
+
+    x: float (N, C, H, W) in pixel space [0, 1], so that 0 is the black background.
+    """
+    n = x.shape[0]
+    rand = torch.rand(n, 3, generator=generator).to(x.device)  # CPU draws: same on every device
+    angle = (rand[:, 0] * 2 - 1) * math.radians(degrees)
+    shift = (rand[:, 1:] * 2 - 1) * translate * 2  # affine_grid's frame spans [-1, 1]
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1),
+                         torch.stack([sin, cos, shift[:, 1]], 1)], 1)  # (N, 2, 3)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+class Loader:
+    """Batches from MNIST tensors held on the device, read like a DataLoader.
+
+    Each epoch reshuffles with a seeded randperm; augmentation (random_affine) runs
+    on the whole batch on the device before normalisation.
+    """
+
+    def __init__(self, images, labels, batch_size=128, shuffle=False, degrees=0.0,
+                 translate=0.0, seed=0, device="cpu"):
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.images = images.to(device)  # uint8 (N, 28, 28): 4x smaller than floats
+        self.labels = labels.to(device)
+        self.batch_size, self.shuffle = batch_size, shuffle
+        self.degrees, self.translate = degrees, translate
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self):
+        return math.ceil(len(self.labels) / self.batch_size)
+
+    def __iter__(self):
+        n = len(self.labels)
+        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+        order = order.to(self.images.device)
+        for start in range(0, n, self.batch_size):
+            idx = order[start:start + self.batch_size]
+            x = self.images[idx].unsqueeze(1).float() / 255.0  # (B, 1, 28, 28) in [0, 1]
+            if self.degrees or self.translate:
+                x = random_affine(x, self.degrees, self.translate, self.generator)
+            yield (x - MEAN) / STD, self.labels[idx]
+
+
+def mnist_loaders(root=None, batch_size=128, train_subset=None, degrees=0.0, translate=0.0,
+                  seed=1, device="cpu", test_batch_size=1000):
+    """(train loader, test loader) over MNIST held on the device; train_subset keeps the
+    first N training images (smoke runs)."""
+    train_x, train_y = load_mnist(root, train=True)
+    test_x, test_y = load_mnist(root, train=False)
+    if train_subset:
+        train_x, train_y = train_x[:train_subset], train_y[:train_subset]
+    train = Loader(train_x, train_y, batch_size, shuffle=True, degrees=degrees,
+                   translate=translate, seed=seed, device=device)
+    test = Loader(test_x, test_y, test_batch_size, device=device)
+    return train, test
+
+
+# ----------------------------------------------------------------------------- loops
+
+def is_per_batch(scheduler):
+    """Schedulers that expect a step after every batch rather than every epoch."""
+    return isinstance(scheduler, (torch.optim.lr_scheduler.OneCycleLR,
+                                  torch.optim.lr_scheduler.CyclicLR))
+
+
+def train_epoch(model, loader, optimizer, scheduler=None, epoch=1, ema=None, progress=True):
+    """One pass over loader; returns (mean loss, accuracy %). Sums stay on the device."""
+    model.train()
+    device = next(model.parameters()).device
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    first_bad = torch.full((), -1, dtype=torch.long, device=device)  # first non-finite batch
+    seen = 0
+    bar = tqdm(total=len(loader), desc=f"epoch {epoch:2d}", ncols=90, disable=not progress,
+               mininterval=2.0, leave=False)
+    for batch, (x, y) in enumerate(loader, start=1):
+        optimizer.zero_grad(set_to_none=True)
+        out = model(x)                                   # (B, 10) log-probabilities
+        loss = F.nll_loss(out, y)
+        loss.backward()
+        optimizer.step()
+        if ema is not None:
+            ema.update_parameters(model)
+        if scheduler is not None and is_per_batch(scheduler):
+            scheduler.step()
+        bad = ~torch.isfinite(loss.detach())
+        first_bad = torch.where(bad & (first_bad < 0), torch.full_like(first_bad, batch), first_bad)
+        loss_sum += loss.detach() * len(y)
+        correct += (out.argmax(1) == y).sum()
+        seen += len(y)
+        bar.update()
+    bar.close()
+    if first_bad.item() >= 0:
+        raise TrainingDivergedError(
+            f"the training loss became NaN or infinite in epoch {epoch}, batch {first_bad.item()} "
+            f"of {len(loader)}; lower the learning rate or check the inputs")
+    return loss_sum.item() / seen, 100.0 * correct.item() / seen
+
+
+@torch.no_grad()
+def evaluate(model, loader):
+    """(mean loss, accuracy %) on loader, with the model in eval mode."""
+    model.eval()
+    device = next(model.parameters()).device
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    seen = 0
+    for x, y in loader:
+        out = model(x)
+        loss_sum += F.nll_loss(out, y, reduction="sum")
+        correct += (out.argmax(1) == y).sum()
+        seen += len(y)
+    return loss_sum.item() / seen, 100.0 * correct.item() / seen
+
+
+def make_ema(model, decay=0.999):
+    """An exponential moving average of the weights and BN statistics (torch.optim.swa_utils)."""
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
+def epoch_line(row):
+    """The fixed-format line printed after each epoch."""
+    return (f"epoch {row['epoch']:2d} | lr {row['lr']:.5f} | train loss {row['train_loss']:.4f} "
+            f"acc {row['train_acc']:6.2f}% | test loss {row['test_loss']:.4f} "
+            f"acc {row['test_acc']:6.2f}% | {row['seconds']:5.1f}s")
+
+
+def fit(model, train_loader, test_loader, optimizer, epochs=15, scheduler=None, ema=None,
+        progress=True, log=print):
+    """Train for `epochs` epochs, evaluating after each; returns the history as a dict of
+    per-epoch lists (HISTORY_KEYS).  With `ema` (make_ema) the averaged weights are the ones
+    evaluated; the scheduler steps per batch (OneCycleLR, CyclicLR) or per epoch (the rest;
+    ReduceLROnPlateau is given the test loss)."""
+    if not isinstance(epochs, int) or epochs <= 0:
+        raise ValueError(f"epochs must be a positive whole number, got {epochs!r}")
+    history = {key: [] for key in HISTORY_KEYS}
+    for epoch in range(1, epochs + 1):
+        start = time.perf_counter()
+        lr = optimizer.param_groups[0]["lr"]
+        train_loss, train_acc = train_epoch(model, train_loader, optimizer, scheduler, epoch,
+                                            ema=ema, progress=progress)
+        test_loss, test_acc = evaluate(ema if ema is not None else model, test_loader)
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            scheduler.step(test_loss)
+        elif scheduler is not None and not is_per_batch(scheduler):
+            scheduler.step()
+        row = dict(epoch=epoch, lr=lr, train_loss=train_loss, train_acc=train_acc,
+                   test_loss=test_loss, test_acc=test_acc, seconds=time.perf_counter() - start)
+        for key in HISTORY_KEYS:
+            history[key].append(row[key])
+        log(epoch_line(row))
+    return history
+
+
+def final_model(model, ema=None):
+    """The plain nn.Module whose weights were evaluated: the EMA copy when there is one."""
+    return ema.module if ema is not None else model
+
+
+# ----------------------------------------------------------------------------- inspection
+
+def count_params(model, trainable_only=True):
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def show_summary(model, input_size=(1, 28, 28)):
+    """torchsummary's table (run on a CPU copy, so any device works) and the trainable count."""
+    from torchsummary import summary
+    summary(copy.deepcopy(model).cpu(), input_size, device="cpu")
+    return count_params(model)
+
+
+def _pair(v):
+    return v[0] if isinstance(v, tuple) else v
+
+
+def receptive_field(model, input_size=(1, 28, 28)):
+    """Per-layer receptive-field table for the conv and pooling layers, in forward order.
+
+    Each row: layer, output size, kernel, stride, jump (input pixels between neighbouring
+    outputs) and rf (input pixels one output unit sees).  A global (adaptive) pool counts as
+    a kernel the size of its input.  Rows come from forward hooks on a dummy input.
+    """
+    kinds = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
+    seen = []
+    hooks = [m.register_forward_hook(lambda m, i, o, name=name: seen.append((name, m, i[0], o)))
+             for name, m in model.named_modules() if isinstance(m, kinds)]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(1, *input_size, device=next(model.parameters()).device))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    rows, rf, jump = [], 1, 1
+    for name, m, x, out in seen:
+        if isinstance(m, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
+            k, s, d = x.shape[-1], 1, 1
+        else:
+            k, s, d = _pair(m.kernel_size), _pair(m.stride), _pair(getattr(m, "dilation", 1))
+        rf += (k - 1) * d * jump
+        jump *= s
+        rows.append(dict(layer=f"{name} {type(m).__name__}", output=tuple(out.shape[1:]),
+                         kernel=k, stride=s, jump=jump, rf=rf))
+    return rows
+
+
+def format_rf_table(rows):
+    """The receptive-field rows as a fixed-width text table."""
+    lines = [f"{'layer':<28} {'output':>14} {'k':>3} {'s':>3} {'jump':>5} {'RF':>4}"]
+    for r in rows:
+        out = "x".join(str(v) for v in r["output"])
+        lines.append(f"{r['layer']:<28} {out:>14} {r['kernel']:>3} {r['stride']:>3} "
+                     f"{r['jump']:>5} {r['rf']:>4}")
+    return "\n".join(lines)
+
+
+@torch.no_grad()
+def misclassified(model, loader, limit=25):
+    """Up to `limit` wrong test predictions: (images (n, 28, 28) in [0, 1], true, predicted)."""
+    model.eval()
+    images, truth, preds = [], [], []
+    for x, y in loader:
+        p = model(x).argmax(1)
+        wrong = p != y
+        images.append(x[wrong]), truth.append(y[wrong]), preds.append(p[wrong])
+        if sum(len(t) for t in truth) >= limit:
+            break
+    images = (torch.cat(images)[:limit, 0] * STD + MEAN).cpu()
+    return images, torch.cat(truth)[:limit].cpu(), torch.cat(preds)[:limit].cpu()
+
+
+# ----------------------------------------------------------------------------- plots
+
+def plot_history(history, path=None, target=99.4, title=""):
+    """Loss and accuracy per epoch, train vs test, with the target accuracy as a line."""
+    import matplotlib.pyplot as plt
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 3.8))
+    e = history["epoch"]
+    ax_loss.plot(e, history["train_loss"], "o-", label="train")
+    ax_loss.plot(e, history["test_loss"], "o-", label="test")
+    ax_loss.set(xlabel="epoch", ylabel="loss (NLL)", title="loss", yscale="log")
+    ax_acc.plot(e, history["train_acc"], "o-", label="train")
+    ax_acc.plot(e, history["test_acc"], "o-", label="test")
+    ax_acc.axhline(target, color="red", ls="--", lw=1, label=f"{target}%")
+    low = min(min(history["train_acc"][1:] or history["train_acc"]), target) - 0.5
+    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy", ylim=(max(low, 90), 100))
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3), ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    if path:
+        fig.savefig(path, dpi=90)
+    return fig
+
+
+def plot_misclassified(images, truth, preds, path=None, cols=10):
+    """A grid of wrongly classified digits titled 'true -> predicted'."""
+    import matplotlib.pyplot as plt
+    rows = max(1, math.ceil(len(images) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.1, rows * 1.3))
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < len(images):
+            ax.imshow(images[i], cmap="gray_r")
+            ax.set_title(f"{truth[i]} -> {preds[i]}", fontsize=9)
+    fig.tight_layout()
+    if path:
+        fig.savefig(path, dpi=90)
+    return fig
+
+
+# ----------------------------------------------------------------------------- results
+
+def atomic_write(path, write):
+    """Call write(tmp_path) then rename onto path, so a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def run_record(model, history, seed, device, wall_seconds, settings=None):
+    """The JSON-ready record of one run."""
+    rows = receptive_field(model)
+    return dict(model=type(model).__name__, params=count_params(model),
+                receptive_field=rows[-1]["rf"], epochs=len(history["epoch"]), seed=seed,
+                device=device_name(device), torch=torch.__version__,
+                wall_seconds=round(wall_seconds, 1), settings=settings or {}, history=history)
+
+
+def device_name(device):
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.processor() or platform.machine()} CPU ({os.cpu_count()} cores)" \
+        if device.type == "cpu" else device.type
+
+
+def save_results(record, path):
+    """Write record as JSON, atomically."""
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1) + "\n"))
+
+
+def load_results(path):
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no results file at {path}: run the notebook first")
+    record = json.loads(path.read_text())
+    missing = [k for k in ("model", "params", "history") if k not in record]
+    if missing:
+        raise ValueError(f"{path} is not a results file: it lacks {', '.join(missing)}")
+    return record
+
+
+def save_weights(model, path):
+    """The state dict (moved to CPU), atomically."""
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    return atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def load_weights(model, path, device="cpu"):
+    """Load a state dict saved by save_weights into model (weights_only: no code is unpickled)."""
+    state = torch.load(path, map_location=device, weights_only=True)
+    model.load_state_dict(state)
+    return model.to(device)
