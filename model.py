@@ -16,7 +16,7 @@ import torch.nn as nn
 
 
 class ConvBlock(nn.Sequential):
-    """conv -> [batch norm] -> ReLU -> [dropout]: the one block every model is built from."""
+    """conv -> [batch norm] -> ReLU -> [channel dropout]: the one block every model is built from."""
 
     def __init__(self, c_in, c_out, kernel_size=3, bn=False, dropout=0.0):
         layers = [nn.Conv2d(c_in, c_out, kernel_size, bias=not bn)]  # BN has its own shift
@@ -24,7 +24,7 @@ class ConvBlock(nn.Sequential):
             layers.append(nn.BatchNorm2d(c_out))
         layers.append(nn.ReLU())
         if dropout > 0:
-            layers.append(nn.Dropout(dropout))
+            layers.append(nn.Dropout2d(dropout))  # whole channels: cheap on CPU, strong on small maps
         super().__init__(*layers)
 
 

@@ -7,6 +7,7 @@ import math
 import os
 import platform
 import random
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -196,8 +197,8 @@ def train_epoch(model, loader, optimizer, scheduler=None, epoch=1, ema=None, pro
     correct = torch.zeros((), dtype=torch.long, device=device)
     first_bad = torch.full((), -1, dtype=torch.long, device=device)  # first non-finite batch
     seen = 0
-    bar = tqdm(total=len(loader), desc=f"epoch {epoch:2d}", ncols=90, disable=not progress,
-               mininterval=2.0, leave=False)
+    bar = tqdm(total=len(loader), desc=f"epoch {epoch:2d}", ncols=80, disable=not progress,
+               mininterval=2.0, file=sys.stdout)  # stdout: bars and epoch lines interleave
     for batch, (x, y) in enumerate(loader, start=1):
         optimizer.zero_grad(set_to_none=True)
         out = model(x)                                   # (B, 10) log-probabilities
@@ -320,25 +321,27 @@ def receptive_field(model, input_size=(1, 28, 28)):
         for h in hooks:
             h.remove()
         model.train(was_training)
-    rows, rf, jump = [], 1, 1
-    for name, m, x, out in seen:
+    rows, rf, jump, counts = [], 1, 1, {}
+    for _, m, x, out in seen:
         if isinstance(m, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
-            k, s, d = x.shape[-1], 1, 1
+            k, s, d, kind = x.shape[-1], 1, 1, "gap"
         else:
             k, s, d = _pair(m.kernel_size), _pair(m.stride), _pair(getattr(m, "dilation", 1))
+            kind = "conv" if isinstance(m, nn.Conv2d) else "pool"
+        counts[kind] = counts.get(kind, 0) + 1
         rf += (k - 1) * d * jump
         jump *= s
-        rows.append(dict(layer=f"{name} {type(m).__name__}", output=tuple(out.shape[1:]),
+        rows.append(dict(layer=f"{kind}{counts[kind]}", output=tuple(out.shape[1:]),
                          kernel=k, stride=s, jump=jump, rf=rf))
     return rows
 
 
 def format_rf_table(rows):
     """The receptive-field rows as a fixed-width text table."""
-    lines = [f"{'layer':<28} {'output':>14} {'k':>3} {'s':>3} {'jump':>5} {'RF':>4}"]
+    lines = [f"{'layer':<8} {'output (CxHxW)':>15} {'k':>3} {'s':>3} {'jump':>5} {'RF':>4}"]
     for r in rows:
         out = "x".join(str(v) for v in r["output"])
-        lines.append(f"{r['layer']:<28} {out:>14} {r['kernel']:>3} {r['stride']:>3} "
+        lines.append(f"{r['layer']:<8} {out:>15} {r['kernel']:>3} {r['stride']:>3} "
                      f"{r['jump']:>5} {r['rf']:>4}")
     return "\n".join(lines)
 
@@ -360,6 +363,14 @@ def misclassified(model, loader, limit=25):
 
 # ----------------------------------------------------------------------------- plots
 
+def save_figure(fig, path=None):
+    """Save fig as a PNG at path (creating its folder), if a path is given; returns fig."""
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=90)
+    return fig
+
+
 def plot_history(history, path=None, target=99.4, title=""):
     """Loss and accuracy per epoch, train vs test, with the target accuracy as a line."""
     import matplotlib.pyplot as plt
@@ -377,9 +388,22 @@ def plot_history(history, path=None, target=99.4, title=""):
         ax.grid(alpha=0.3), ax.legend()
     fig.suptitle(title)
     fig.tight_layout()
-    if path:
-        fig.savefig(path, dpi=90)
-    return fig
+    return save_figure(fig, path)
+
+
+def plot_augmented(loader, path=None, n=20, cols=10):
+    """A grid of the first n images of one training batch, as the model sees them."""
+    import matplotlib.pyplot as plt
+    x, y = next(iter(loader))
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.1, rows * 1.2))
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < min(n, len(y)):
+            ax.imshow((x[i, 0] * STD + MEAN).cpu(), cmap="gray_r")
+            ax.set_title(str(y[i].item()), fontsize=9)
+    fig.tight_layout()
+    return save_figure(fig, path)
 
 
 def plot_misclassified(images, truth, preds, path=None, cols=10):
@@ -393,9 +417,7 @@ def plot_misclassified(images, truth, preds, path=None, cols=10):
             ax.imshow(images[i], cmap="gray_r")
             ax.set_title(f"{truth[i]} -> {preds[i]}", fontsize=9)
     fig.tight_layout()
-    if path:
-        fig.savefig(path, dpi=90)
-    return fig
+    return save_figure(fig, path)
 
 
 # ----------------------------------------------------------------------------- results
@@ -419,17 +441,62 @@ def run_record(model, history, seed, device, wall_seconds, settings=None):
     """The JSON-ready record of one run."""
     rows = receptive_field(model)
     return dict(model=type(model).__name__, params=count_params(model),
-                receptive_field=rows[-1]["rf"], epochs=len(history["epoch"]), seed=seed,
-                device=device_name(device), torch=torch.__version__,
-                wall_seconds=round(wall_seconds, 1), settings=settings or {}, history=history)
+                receptive_field=rows[-1]["rf"], rf_table=format_rf_table(rows),
+                epochs=len(history["epoch"]), seed=seed, device=device_name(device),
+                torch=torch.__version__, wall_seconds=round(wall_seconds, 1),
+                settings=settings or {}, history=history)
+
+
+def summarize(history, window=5, target=99.4):
+    """Best train/test accuracy with their epochs, and the last `window` test accuracies."""
+    def best(key):
+        i = max(range(len(history[key])), key=lambda j: (history[key][j], -j))
+        return history[key][i], history["epoch"][i]
+    last = history["test_acc"][-window:]
+    (best_train, best_train_epoch), (best_test, best_test_epoch) = best("train_acc"), best("test_acc")
+    return dict(best_train=best_train, best_train_epoch=best_train_epoch, best_test=best_test,
+                best_test_epoch=best_test_epoch, last=last, min_last=min(last),
+                consistent=len(last) == window and min(last) >= target)
+
+
+def result_markdown(record, window=5, target=99.4):
+    """The Result block of a step, written from its results record (never by hand)."""
+    s = summarize(record["history"], window, target)
+    last = ", ".join(f"{a:.2f}" for a in s["last"])
+    verdict = (f"all >= {target}%: the target is met consistently" if s["consistent"]
+               else f"not all >= {target}%: the target is not met consistently")
+    return "\n".join([
+        f"- Parameters: {record['params']:,} (receptive field {record['receptive_field']})",
+        f"- Best train accuracy: {s['best_train']:.2f}% (epoch {s['best_train_epoch']})",
+        f"- Best test accuracy: {s['best_test']:.2f}% (epoch {s['best_test_epoch']})",
+        f"- Test accuracy, last {len(s['last'])} epochs: {last} (%); min {s['min_last']:.2f}%, {verdict}",
+        f"- {record['epochs']} epochs, seed {record['seed']}, {record['wall_seconds']:.0f} s on "
+        f"{record['device']}",
+    ])
+
+
+def save_run(model, history, step, seed, device, wall_seconds, settings=None,
+             results_dir="results"):
+    """Write results/stepN.json and results/Model_N.pt; returns the record."""
+    record = run_record(model, history, seed, device, wall_seconds, settings)
+    save_results(record, Path(results_dir) / f"step{step}.json")
+    save_weights(model, Path(results_dir) / f"{record['model']}.pt")
+    return record
 
 
 def device_name(device):
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()} CPU ({os.cpu_count()} cores)" \
-        if device.type == "cpu" else device.type
+    if device.type != "cpu":
+        return device.type
+    name = platform.processor() or platform.machine()
+    try:  # Linux: the CPU's marketing name
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        name = next(l.split(":", 1)[1].strip() for l in lines if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{name} ({os.cpu_count()} cores)"
 
 
 def save_results(record, path):
