@@ -1,0 +1,103 @@
+"""Input-pipeline benchmark: the same Model_3 training steps fed by
+
+  (a) the seed-style pipeline: torchvision MNIST + RandomRotation/ToTensor/Normalize + DataLoader
+      (shuffle, 2 workers), and
+  (b) this project's Loader: MNIST held as tensors on the device, rotated per batch there.
+
+Both run in one process, alternating, several repeats; it prints images/second for each, the
+ratio b/a and the hardware, and writes them to results/benchmark.json (or --out).
+
+    python benchmarks/pipeline.py [--batches 200] [--repeats 3] [--device auto]
+"""
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+import utils  # noqa: E402
+from model import Model_3  # noqa: E402
+
+
+def seed_style_loader(root, batch_size, workers):
+    from torchvision import datasets, transforms
+    tf = transforms.Compose([transforms.RandomRotation((-7.0, 7.0), fill=0), transforms.ToTensor(),
+                             transforms.Normalize((utils.MEAN,), (utils.STD,))])
+    utils.check_mnist_files(root)
+    data = datasets.MNIST(str(root), train=True, download=False, transform=tf)
+    return torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=True,
+                                       num_workers=workers, pin_memory=torch.cuda.is_available())
+
+
+def timed_steps(model, optimizer, batches, device, n):
+    """Seconds for n training steps drawn from a fresh pass over `batches` (workers start too)."""
+    model.train()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for i, (x, y) in enumerate(batches):
+        if i == n:
+            break
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        optimizer.zero_grad(set_to_none=True)
+        F.nll_loss(model(x), y).backward()
+        optimizer.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def hardware(device):
+    cpu = f"{utils.device_name('cpu')}"
+    return cpu if device.type == "cpu" else f"{utils.device_name(device)} + {cpu}"
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--batches", type=int, default=200, help="training steps per timed run")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs of each pipeline")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--workers", type=int, default=2, help="DataLoader workers for (a)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--data-dir", help="folder holding MNIST/raw (default: $MNIST_DATA_DIR, else ./data)")
+    p.add_argument("--out", default=str(ROOT / "results" / "benchmark.json"))
+    args = p.parse_args(argv)
+    if args.batches < 1 or args.repeats < 1:
+        p.error("--batches and --repeats must be at least 1")
+    device = utils.get_device(args.device)
+    root = utils.data_dir(args.data_dir)
+    utils.set_seed(0)
+    model = Model_3().to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True)
+    a_loader = seed_style_loader(root, args.batch_size, args.workers)
+    train_x, train_y = utils.load_mnist(root, train=True)
+    b_loader = utils.Loader(train_x, train_y, args.batch_size, shuffle=True, degrees=7.0, device=device)
+    timed_steps(model, optimizer, b_loader, device, 10)  # warm-up: kernels, allocator
+    times = {"a": [], "b": []}
+    for r in range(args.repeats):
+        times["a"].append(timed_steps(model, optimizer, a_loader, device, args.batches))
+        times["b"].append(timed_steps(model, optimizer, b_loader, device, args.batches))
+        print(f"repeat {r + 1}: (a) {times['a'][-1]:.2f} s  (b) {times['b'][-1]:.2f} s", flush=True)
+    images = args.batches * args.batch_size
+    a_rate, b_rate = (images / statistics.median(times[k]) for k in ("a", "b"))
+    result = dict(hardware=hardware(device), device=device.type, torch=torch.__version__,
+                  batches=args.batches, batch_size=args.batch_size, repeats=args.repeats,
+                  workers=args.workers, a_seconds=times["a"], b_seconds=times["b"],
+                  a_images_per_s=a_rate, b_images_per_s=b_rate, ratio=b_rate / a_rate)
+    print(f"hardware: {result['hardware']}")
+    print(f"(a) torchvision transforms + DataLoader({args.workers} workers): {a_rate:,.0f} images/s")
+    print(f"(b) tensors on {device.type} + batched rotation:            {b_rate:,.0f} images/s")
+    print(f"ratio b/a: {result['ratio']:.2f}x")
+    utils.save_results(result, args.out)
+    print(f"wrote {os.path.relpath(args.out, ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

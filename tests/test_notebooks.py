@@ -1,0 +1,183 @@
+"""The three notebooks: structure, a headless smoke run, and the committed run's honesty."""
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+import model as models
+import run_notebooks as runner
+import utils
+
+ROOT = Path(__file__).resolve().parents[1]
+STEPS = sorted(runner.NOTEBOOKS)
+EPOCH_LINE = re.compile(r"^epoch +\d+ \| lr .*$", re.M)
+
+
+def notebook(step):
+    return json.loads((ROOT / runner.NOTEBOOKS[step]).read_text())
+
+
+def code_cells(step):
+    return [c for c in notebook(step)["cells"] if c["cell_type"] == "code"]
+
+
+def record(step):
+    return utils.load_results(ROOT / "results" / f"step{step}.json")
+
+
+def text_of(output):
+    return "".join(output.get("text", ""))
+
+
+# ----------------------------------------------------------------------------- structure
+
+@pytest.mark.parametrize("step", STEPS)
+def test_first_cell_is_target_result_analysis(step):
+    first = notebook(step)["cells"][0]
+    assert first["cell_type"] == "markdown"
+    headings = re.findall(r"^## (\w+)", "".join(first["source"]), re.M)
+    assert headings == ["Target", "Result", "Analysis"]
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_one_cell_is_tagged_parameters(step):
+    tagged = [c for c in code_cells(step) if "parameters" in c["metadata"].get("tags", [])]
+    assert len(tagged) == 1
+    assert re.search(r"^epochs = \d+", "".join(tagged[0]["source"]), re.M)
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_imports_its_model_and_defines_no_module_or_loop(step):
+    source = "\n".join("".join(c["source"]) for c in code_cells(step))
+    assert f"from model import Model_{step}" in source
+    assert not re.search(r"^\s*class\s", source, re.M), "models belong in model.py"
+    assert not re.search(r"^\s*def\s", source, re.M), "helpers belong in utils.py"
+    assert ".backward(" not in source and "for x, y in" not in source, "loops belong in utils.py"
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_colab_cell_acts_only_in_colab(step):
+    colab = [c for c in code_cells(step) if "google.colab" in "".join(c["source"])]
+    assert len(colab) == 1
+    assert 'if "google.colab" in sys.modules:' in "".join(colab[0]["source"])
+    assert "colab.research.google.com" in "".join(notebook(step)["cells"][0]["source"])
+
+
+# ----------------------------------------------------------------------------- smoke run
+
+def digest(folder):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob("*")) if p.is_file()}
+
+
+def test_quick_papermill_run_of_every_notebook_writes_its_results(tmp_path):
+    committed = digest(ROOT / "results")
+    notebooks = {s: hashlib.sha256((ROOT / n).read_bytes()).hexdigest() for s, n in runner.NOTEBOOKS.items()}
+    assert runner.main(["--quick", "--device", "cpu", "--out", str(tmp_path)]) == 0
+    for step in STEPS:
+        rec = utils.load_results(tmp_path / "results" / f"step{step}.json")
+        assert rec["epochs"] == 1 and rec["model"] == f"Model_{step}"
+        assert (tmp_path / "results" / f"Model_{step}.pt").is_file()
+        assert (tmp_path / runner.NOTEBOOKS[step]).is_file()
+    assert digest(ROOT / "results") == committed, "a smoke run must not touch results/"
+    assert notebooks == {s: hashlib.sha256((ROOT / n).read_bytes()).hexdigest()
+                         for s, n in runner.NOTEBOOKS.items()}
+
+
+# ----------------------------------------------------------------------------- the committed run
+
+def test_step3_meets_the_bar():
+    rec = record(3)
+    acc = rec["history"]["test_acc"]
+    assert rec["params"] < 8000 and utils.count_params(models.Model_3()) == rec["params"]
+    assert rec["epochs"] <= 15 and len(acc) == rec["epochs"]
+    assert min(acc[-5:]) >= 99.4, f"last 5 epochs: {acc[-5:]}"
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_result_block_is_the_one_written_from_the_results_file(step):
+    block = runner.sections(ROOT / runner.NOTEBOOKS[step])["result"]
+    assert block == utils.result_markdown(record(step))
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_every_number_in_the_result_block_is_in_the_results_file(step):
+    rec, block = record(step), runner.sections(ROOT / runner.NOTEBOOKS[step])["result"]
+    s = utils.summarize(rec["history"])
+    assert f"Parameters: {rec['params']:,}" in block
+    assert f"{s['best_train']:.2f}% (epoch {s['best_train_epoch']})" in block
+    assert f"{s['best_test']:.2f}% (epoch {s['best_test_epoch']})" in block
+    shown = re.search(r"last 5 epochs: ([\d., ]+) \(%\)", block).group(1)
+    assert [float(v) for v in shown.split(", ")] == [round(a, 2) for a in rec["history"]["test_acc"][-5:]]
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_printed_epoch_lines_are_the_recorded_history(step):
+    printed = [line for c in code_cells(step) for o in c.get("outputs", [])
+               for line in EPOCH_LINE.findall(text_of(o))]
+    h = record(step)["history"]
+    assert printed == [utils.epoch_line({k: h[k][i] for k in h}) for i in range(len(h["epoch"]))]
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_committed_weights_give_the_recorded_test_accuracy(step, mnist):
+    _, _, test_x, test_y = mnist
+    rec = record(step)
+    net = getattr(models, rec["model"])()
+    utils.load_weights(net, ROOT / "results" / f"{rec['model']}.pt")
+    _, acc = utils.evaluate(net, utils.Loader(test_x, test_y, batch_size=1000))
+    assert abs(acc - rec["history"]["test_acc"][-1]) <= 0.01 + 1e-9
+
+
+def test_readme_generated_sections_are_up_to_date():
+    text = (ROOT / "README.md").read_text()
+    assert runner.GENERATED.search(text), "README has no generated sections"
+    assert runner.render_readme(text) == text, "run `python run_notebooks.py --readme`"
+
+
+# ----------------------------------------------------------------------------- hygiene
+
+@pytest.mark.parametrize("step", STEPS)
+def test_notebook_was_executed_top_to_bottom_in_one_go(step):
+    counts = [c["execution_count"] for c in code_cells(step)]
+    assert counts == list(range(1, len(counts) + 1))
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_notebook_is_clean_for_github(step):
+    path = ROOT / runner.NOTEBOOKS[step]
+    nb, raw = notebook(step), path.read_text()
+    assert "widgets" not in nb["metadata"]
+    assert nb["metadata"]["kernelspec"]["name"] == "python3"
+    assert not re.search(r"(/root/|/home/|/tmp/|/work/|/Users/|[A-Z]:\\\\)", raw), "absolute path in notebook"
+    assert path.stat().st_size < 1_000_000
+    assert not any(o["output_type"] == "error" for c in code_cells(step) for o in c.get("outputs", []))
+
+
+def claims_consistency(text):
+    """Sentences that say the target is met consistently (not the ones that deny it)."""
+    sentences = re.split(r"(?<=[.;:\n])\s+", text)
+    return [s for s in sentences if re.search(r"consistent", s, re.I)
+            and not re.search(r"\bnot\b|n't\b|\bnever\b|\bno\b", s, re.I)]
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_a_step_that_claims_consistency_meets_the_bar_in_its_last_5_epochs(step):
+    first = "".join(notebook(step)["cells"][0]["source"])
+    if claims_consistency(first):
+        assert min(record(step)["history"]["test_acc"][-5:]) >= 99.4
+
+
+def test_readme_claims_of_consistency_are_backed_by_step3_and_every_seed():
+    text = (ROOT / "README.md").read_text()
+    if claims_consistency(text):
+        assert min(record(3)["history"]["test_acc"][-5:]) >= 99.4
+        seeds = json.loads((ROOT / "results" / "seeds.json").read_text())
+        assert all(min(row["test_acc"][-5:]) >= 99.4 for row in seeds["seeds"])
+
+
+def test_consistency_claim_detector_tells_claims_from_denials():
+    assert claims_consistency("It holds 99.4% consistently over the last epochs.")
+    assert not claims_consistency("The target is not met consistently.")

@@ -1,0 +1,85 @@
+"""Results JSON and checkpoints: round trips, atomic writes, clear errors."""
+import json
+
+import pytest
+import torch
+
+import model as models
+import utils
+
+
+def test_results_json_round_trip(tmp_path, small_loaders):
+    train, test = small_loaders
+    net = models.Model_2()
+    history = utils.fit(net, train, test, torch.optim.SGD(net.parameters(), lr=0.01), epochs=1,
+                        progress=False, log=lambda s: None)
+    record = utils.save_run(net, history, step=2, seed=1, device="cpu", wall_seconds=3.21,
+                            settings={"lr": 0.01}, results_dir=tmp_path)
+    loaded = utils.load_results(tmp_path / "step2.json")
+    assert loaded == json.loads(json.dumps(record))
+    assert loaded["model"] == "Model_2" and loaded["params"] == utils.count_params(net)
+    assert loaded["receptive_field"] == 28 and loaded["epochs"] == 1
+    assert loaded["history"]["test_acc"] == history["test_acc"]
+    assert (tmp_path / "Model_2.pt").is_file()
+
+
+def test_checkpoint_reload_gives_the_same_test_accuracy(tmp_path, small_loaders):
+    train, test = small_loaders
+    utils.set_seed(3)
+    net = models.Model_3()
+    utils.fit(net, train, test, torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9), epochs=1,
+              progress=False, log=lambda s: None)
+    before = utils.evaluate(net, test)
+    utils.save_weights(net, tmp_path / "Model_3.pt")
+    fresh = utils.load_weights(models.Model_3(), tmp_path / "Model_3.pt")
+    assert utils.evaluate(fresh, test) == before
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
+    path = tmp_path / "step3.json"
+    utils.save_results({"model": "Model_3", "params": 1, "history": {}}, path)
+
+    def broken(tmp):
+        open(tmp, "w").write("{half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        utils.atomic_write(path, broken)
+    assert json.loads(path.read_text())["model"] == "Model_3"
+    assert [p.name for p in tmp_path.iterdir()] == ["step3.json"]
+
+
+def test_missing_results_file_says_to_run_the_notebook(tmp_path):
+    with pytest.raises(FileNotFoundError, match="run the notebook first"):
+        utils.load_results(tmp_path / "step1.json")
+
+
+def test_foreign_json_is_not_taken_for_a_results_file(tmp_path):
+    path = tmp_path / "step1.json"
+    path.write_text('{"hello": 1}')
+    with pytest.raises(ValueError, match="lacks model, params, history"):
+        utils.load_results(path)
+
+
+def test_weights_load_refuses_pickled_code(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"weights": object()}, path)
+    with pytest.raises(Exception, match="[Ww]eights only load failed|weights_only"):
+        utils.load_weights(models.Model_3(), path)
+
+
+def test_result_markdown_reports_the_last_five_epochs():
+    history = {k: [] for k in utils.HISTORY_KEYS}
+    for e, acc in enumerate([98.0, 99.0, 99.41, 99.45, 99.40, 99.50, 99.43], start=1):
+        for k, v in dict(epoch=e, lr=0.1, train_loss=0.1, train_acc=98.0 + e / 10, test_loss=0.02,
+                         test_acc=acc, seconds=1.0).items():
+            history[k].append(v)
+    record = dict(params=6000, receptive_field=28, epochs=7, seed=1, wall_seconds=7.0,
+                  device="cpu", history=history)
+    text = utils.result_markdown(record)
+    assert "Best test accuracy: 99.50% (epoch 6)" in text
+    assert "Best train accuracy: 98.70% (epoch 7)" in text
+    assert "99.00, 99.41, 99.45, 99.40, 99.50" not in text
+    assert "99.41, 99.45, 99.40, 99.50, 99.43 (%); min 99.40%, all >= 99.4%" in text
+    history["test_acc"][-1] = 99.39
+    assert "not met consistently" in utils.result_markdown(record)
