@@ -21,7 +21,13 @@ class ConvBlock(nn.Sequential):
     """conv -> [batch norm] -> ReLU -> [dropout]: the one block every model is built from."""
 
     def __init__(self, c_in, c_out, kernel_size=3, bn=False, dropout=0.0):
-        layers = [nn.Conv2d(c_in, c_out, kernel_size, bias=not bn)]  # BN has its own shift
+        conv = nn.Conv2d(c_in, c_out, kernel_size, bias=not bn)  # BN has its own shift
+        if not bn:
+            # He initialisation keeps the signal's scale through a deep plain ReLU stack;
+            # with PyTorch's default a 7-conv net without BN sits at chance for hundreds of steps.
+            nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+            nn.init.zeros_(conv.bias)
+        layers = [conv]
         if bn:
             layers.append(nn.BatchNorm2d(c_out))
         layers.append(nn.ReLU())
