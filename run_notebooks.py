@@ -170,10 +170,12 @@ def readme_sections(root=ROOT):
             "**Analysis.** " + sec.get("analysis", ""), "",
             "Receptive field:", "", "```", record["rf_table"], "```", "",
             f"![Step {step} curves](results/step{step}_curves.png)", ""])
-    if (res / "seeds.json").is_file():
-        out["seeds"] = seeds_table(json.loads((res / "seeds.json").read_text()))
-    if (res / "benchmark.json").is_file() or (res / "series.json").is_file():
-        out["performance"] = performance(res)
+    for step in set(NOTEBOOKS) - set(records):
+        out[f"step{step}"] = f"_Step {step} has not been run yet: `python run_notebooks.py --steps {step}`._\n"
+    out["seeds"] = (seeds_table(json.loads((res / "seeds.json").read_text()))
+                    if (res / "seeds.json").is_file() else
+                    "_Not run yet: `python run_notebooks.py --steps 3 --seeds 1 2 3 4 5`._\n")
+    out["performance"] = performance(res) or "_Not measured yet: `python benchmarks/pipeline.py`._\n"
     return out
 
 
@@ -260,7 +262,7 @@ def render_readme(text, root=ROOT):
     def fill(m):
         name = m.group(2)
         if name not in new:
-            raise KeyError(f"README section {name!r} has no source (missing results file?)")
+            raise KeyError(f"README marker {name!r} names no known section ({', '.join(sorted(new))})")
         return m.group(1) + new[name] + m.group(4)
     return GENERATED.sub(fill, text)
 

@@ -42,10 +42,16 @@ def test_papermill_failure_reports_notebook_cell_and_error(tmp_path):
     assert "unknown device 'tpu'" in message
 
 
-def test_readme_sections_without_a_source_are_an_error(tmp_path):
+def test_readme_marker_with_an_unknown_name_is_an_error(tmp_path):
     (tmp_path / "results").mkdir()
-    with pytest.raises(KeyError, match="'seeds'"):
-        runner.render_readme("<!-- generated:seeds:begin -->\nold\n<!-- generated:seeds:end -->", tmp_path)
+    with pytest.raises(KeyError, match="'sedes' names no known section"):
+        runner.render_readme("<!-- generated:sedes:begin -->\nold\n<!-- generated:sedes:end -->", tmp_path)
+
+
+def test_readme_sections_without_results_say_how_to_make_them(tmp_path):
+    (tmp_path / "results").mkdir()
+    text = "<!-- generated:seeds:begin -->\nold\n<!-- generated:seeds:end -->"
+    assert "Not run yet: `python run_notebooks.py --steps 3 --seeds 1 2 3 4 5`" in runner.render_readme(text, tmp_path)
 
 
 def test_seeds_record_keeps_each_seed_curve_and_its_minimum():
