@@ -430,6 +430,7 @@ def atomic_write(path, write):
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes owner-only files
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -156,6 +156,12 @@ def test_notebook_is_clean_for_github(step):
     assert not any(o["output_type"] == "error" for c in code_cells(step) for o in c.get("outputs", []))
 
 
+@pytest.mark.parametrize("step", STEPS)
+def test_notebook_shows_its_plots(step):
+    images = [o for c in code_cells(step) for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert len(images) >= (3 if step == 3 else 2), "curves, mistakes (and augmented samples in Step 3)"
+
+
 def claims_consistency(text):
     """Sentences that say the target is met consistently (not the ones that deny it)."""
     sentences = re.split(r"(?<=[.;:\n])\s+", text)
