@@ -121,6 +121,23 @@ def test_printed_epoch_lines_are_the_recorded_history(step):
     assert printed == [utils.epoch_line({k: h[k][i] for k in h}) for i in range(len(h["epoch"]))]
 
 
+def cell_text(step, needle):
+    """All printed text of the code cells whose source contains needle."""
+    return "".join(text_of(o) for c in code_cells(step) if needle in "".join(c["source"])
+                   for o in c.get("outputs", []))
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_printed_summary_and_receptive_field_are_the_recorded_ones(step):
+    rec = record(step)
+    net = getattr(models, rec["model"])()
+    assert f"Trainable params: {rec['params']:,}" in cell_text(step, "show_summary")
+    assert rec["rf_table"] == utils.format_rf_table(utils.receptive_field(net))
+    assert rec["receptive_field"] == utils.receptive_field(net)[-1]["rf"]
+    assert rec["rf_table"] in cell_text(step, "format_rf_table")
+    assert utils.result_markdown(rec) in cell_text(step, "save_run")
+
+
 @pytest.mark.parametrize("step", STEPS)
 def test_committed_weights_give_the_recorded_test_accuracy(step, mnist):
     _, _, test_x, test_y = mnist
