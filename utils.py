@@ -301,17 +301,14 @@ def _pair(v):
     return v[0] if isinstance(v, tuple) else v
 
 
-def receptive_field(model, input_size=(1, 28, 28)):
-    """Per-layer receptive-field table for the conv and pooling layers, in forward order.
+RF_LAYERS = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
 
-    Each row: layer, output size, kernel, stride, jump (input pixels between neighbouring
-    outputs) and rf (input pixels one output unit sees).  A global (adaptive) pool counts as
-    a kernel the size of its input.  Rows come from forward hooks on a dummy input.
-    """
-    kinds = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
+
+def traced_layers(model, input_size=(1, 28, 28), kinds=RF_LAYERS):
+    """[(module, input, output)] for the conv and pooling layers, in the order forward runs them."""
     seen = []
-    hooks = [m.register_forward_hook(lambda m, i, o, name=name: seen.append((name, m, i[0], o)))
-             for name, m in model.named_modules() if isinstance(m, kinds)]
+    hooks = [m.register_forward_hook(lambda m, i, o: seen.append((m, i[0], o)))
+             for m in model.modules() if isinstance(m, kinds)]
     was_training = model.training
     try:
         model.eval()
@@ -321,8 +318,18 @@ def receptive_field(model, input_size=(1, 28, 28)):
         for h in hooks:
             h.remove()
         model.train(was_training)
+    return seen
+
+
+def receptive_field(model, input_size=(1, 28, 28)):
+    """Per-layer receptive-field table for the conv and pooling layers, in forward order.
+
+    Each row: layer, output size, kernel, stride, jump (input pixels between neighbouring
+    outputs) and rf (input pixels one output unit sees).  A global (adaptive) pool counts as
+    a kernel the size of its input.
+    """
     rows, rf, jump, counts = [], 1, 1, {}
-    for _, m, x, out in seen:
+    for m, x, out in traced_layers(model, input_size):
         if isinstance(m, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
             k, s, d, kind = x.shape[-1], 1, 1, "gap"
         else:
