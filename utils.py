@@ -113,11 +113,6 @@ def load_mnist(root=None, train=True, download=True):
     return ds.data, ds.targets
 
 
-def normalize(images_uint8):
-    """uint8 (N, 28, 28) -> float (N, 1, 28, 28), standardised with the MNIST mean and std."""
-    return (images_uint8.unsqueeze(1).float() / 255.0 - MEAN) / STD
-
-
 def random_affine(x, degrees=7.0, translate=0.0, generator=None):
     """Rotate each image of a batch by U(-degrees, degrees) and shift it by up to
     translate * size, in one affine_grid/grid_sample call; empty borders are filled with 0.
