@@ -184,14 +184,29 @@ def is_per_batch(scheduler):
                                   torch.optim.lr_scheduler.CyclicLR))
 
 
+class Tally:
+    """Loss and correct-count sums kept on the device, read (one sync) at the end of an epoch."""
+
+    def __init__(self, device):
+        self.loss = torch.zeros((), device=device)
+        self.correct = torch.zeros((), dtype=torch.long, device=device)
+        self.seen = 0
+
+    def add(self, out, y, loss_sum):
+        self.loss += loss_sum
+        self.correct += (out.argmax(1) == y).sum()
+        self.seen += len(y)
+
+    def result(self):
+        """(mean loss, accuracy %)."""
+        return self.loss.item() / self.seen, 100.0 * self.correct.item() / self.seen
+
+
 def train_epoch(model, loader, optimizer, scheduler=None, epoch=1, ema=None, progress=True):
-    """One pass over loader; returns (mean loss, accuracy %). Sums stay on the device."""
+    """One pass over loader; returns (mean loss, accuracy %)."""
     model.train()
-    device = next(model.parameters()).device
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), dtype=torch.long, device=device)
-    first_bad = torch.full((), -1, dtype=torch.long, device=device)  # first non-finite batch
-    seen = 0
+    tally = Tally(next(model.parameters()).device)
+    first_bad = torch.full_like(tally.correct, -1)  # first batch with a non-finite loss
     bar = tqdm(total=len(loader), desc=f"epoch {epoch:2d}", ncols=80, disable=not progress,
                mininterval=2.0, file=sys.stdout)  # stdout: bars and epoch lines interleave
     for batch, (x, y) in enumerate(loader, start=1):
@@ -204,34 +219,27 @@ def train_epoch(model, loader, optimizer, scheduler=None, epoch=1, ema=None, pro
             ema.update_parameters(model)
         if scheduler is not None and is_per_batch(scheduler):
             scheduler.step()
-        bad = ~torch.isfinite(loss.detach())
-        first_bad = torch.where(bad & (first_bad < 0), torch.full_like(first_bad, batch), first_bad)
-        loss_sum += loss.detach() * len(y)
-        correct += (out.argmax(1) == y).sum()
-        seen += len(y)
+        bad = ~torch.isfinite(loss.detach()) & (first_bad < 0)
+        first_bad = torch.where(bad, torch.full_like(first_bad, batch), first_bad)
+        tally.add(out, y, loss.detach() * len(y))
         bar.update()
     bar.close()
     if first_bad.item() >= 0:
         raise TrainingDivergedError(
             f"the training loss became NaN or infinite in epoch {epoch}, batch {first_bad.item()} "
             f"of {len(loader)}; lower the learning rate or check the inputs")
-    return loss_sum.item() / seen, 100.0 * correct.item() / seen
+    return tally.result()
 
 
 @torch.no_grad()
 def evaluate(model, loader):
     """(mean loss, accuracy %) on loader, with the model in eval mode."""
     model.eval()
-    device = next(model.parameters()).device
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), dtype=torch.long, device=device)
-    seen = 0
+    tally = Tally(next(model.parameters()).device)
     for x, y in loader:
         out = model(x)
-        loss_sum += F.nll_loss(out, y, reduction="sum")
-        correct += (out.argmax(1) == y).sum()
-        seen += len(y)
-    return loss_sum.item() / seen, 100.0 * correct.item() / seen
+        tally.add(out, y, F.nll_loss(out, y, reduction="sum"))
+    return tally.result()
 
 
 def make_ema(model, decay=0.999):
