@@ -33,7 +33,7 @@ class NotebookFailed(RuntimeError):
 
 # ----------------------------------------------------------------------------- running
 
-def execute(step, out_dir=None, parameters=None, log=print):
+def execute(step, out_dir=None, parameters=None):
     """Run one notebook through papermill; returns (output path, seconds)."""
     import papermill as pm
     src = NOTEBOOKS[step]
@@ -69,7 +69,7 @@ def run_steps(steps, out_dir, parameters, log=print):
     results_dir = Path(parameters.get("results_dir", "results"))
     times = {}
     for step in steps:
-        dst, seconds = execute(step, out_dir, parameters, log)
+        dst, seconds = execute(step, out_dir, parameters)
         record = load_record(results_dir if results_dir.is_absolute() else ROOT / results_dir, step)
         sync_result_block(dst, record)
         times[step] = seconds
@@ -150,8 +150,7 @@ def sections(nb_path):
     text = first_cell(nb_path)
     parts = re.split(r"^## (Target|Result|Analysis)\s*$", text, flags=re.M)
     found = {parts[i].lower(): parts[i + 1].strip() for i in range(1, len(parts) - 1, 2)}
-    return {k: RESULT_BLOCK.sub(lambda m: m.group(2), v).replace("<!-- result:begin -->", "")
-            for k, v in found.items()}
+    return {k: RESULT_BLOCK.sub(lambda m: m.group(2), v) for k, v in found.items()}
 
 
 def readme_sections(root=ROOT):
@@ -180,14 +179,14 @@ def readme_sections(root=ROOT):
 
 
 def steps_table(records):
+    import utils
     lines = ["| Step | Model | Params | RF | Best test acc | Min test acc, last 5 | Epochs | "
              "Wall time | Device |", "|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for step, r in records.items():
-        acc = r["history"]["test_acc"]
-        best = max(range(len(acc)), key=lambda i: (acc[i], -i))
+        s = utils.summarize(r["history"], WINDOW, TARGET)
         lines.append(f"| [{step}]({NOTEBOOKS[step]}) | {r['model']} | {r['params']:,} | "
-                     f"{r['receptive_field']} | {acc[best]:.2f}% (epoch {best + 1}) | "
-                     f"{min(acc[-WINDOW:]):.2f}% | {r['epochs']} | {r['wall_seconds']:.0f} s | "
+                     f"{r['receptive_field']} | {s['best_test']:.2f}% (epoch {s['best_test_epoch']}) | "
+                     f"{s['min_last']:.2f}% | {r['epochs']} | {r['wall_seconds']:.0f} s | "
                      f"{r['device']} |")
     return "\n".join(lines) + "\n"
 

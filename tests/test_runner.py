@@ -27,7 +27,7 @@ def test_quick_mode_writes_outside_the_committed_files():
 
 
 def test_a_failing_notebook_is_named_with_its_cell(tmp_path, capsys, monkeypatch):
-    def failing(step, out_dir=None, parameters=None, log=print):
+    def failing(step, out_dir=None, parameters=None):
         raise runner.NotebookFailed(f"{runner.NOTEBOOKS[step]} failed in cell 4 (ValueError: boom)")
     monkeypatch.setattr(runner, "execute", failing)
     assert runner.main(["--steps", "2", "--out", str(tmp_path)]) == 1
