@@ -1,278 +1,363 @@
-"""Run the three-step notebook series headlessly with papermill, and keep the README in step.
+"""Run the three-step notebook series headlessly with papermill.
 
-    python run_notebooks.py                      # all three steps, full runs, in place
-    python run_notebooks.py --steps 3 --quick    # one epoch on 2,000 images, into runs/quick
-    python run_notebooks.py --steps 3 --seeds 1 2 3 4 5   # five seeds -> results/seeds.json
-    python run_notebooks.py --readme             # only rewrite the generated README sections
+    python run_notebooks.py                       # all three steps, full runs, in place
+    python run_notebooks.py --steps 3 --quick     # one epoch on 2,000 images, into runs/quick
+    python run_notebooks.py --steps 3 --seeds 1 2 3 --jobs 2   # Step 3 per seed -> results/seeds.json
+    python run_notebooks.py --check               # graders: re-score the saved models, check every claim
+    python run_notebooks.py --repo OWNER/NAME     # point the Colab badges and cells at a fork
+    python run_notebooks.py --readme              # only rewrite the README's generated sections
 
-A full run in place rewrites the notebooks, results/, the notebooks' Result blocks and the
-README's generated sections.  Any failure exits non-zero naming the notebook and the cell.
+Each notebook runs in a staging folder; only a step that finished replaces its notebook and
+results (each file by an atomic rename), so a failed or interrupted run (Ctrl-C, kill) leaves
+the committed files as they were.  A failure names the notebook and shows the tail of the error.
 """
 import argparse
+import collections
 import json
 import os
 import re
+import shutil
+import signal
+import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import sync_docs
+from sync_docs import NOTEBOOKS, TARGET, WINDOW
+
 ROOT = Path(__file__).resolve().parent
-NOTEBOOKS = {1: "Step1_Skeleton.ipynb", 2: "Step2_LightModel.ipynb",
-             3: "Step3_BN_Dropout_Aug_LR.ipynb"}
-TITLES = {1: "The skeleton", 2: "The light model",
-          3: "Batch norm, dropout, augmentation and an LR schedule"}
-RESULT_BLOCK = re.compile(r"(<!-- result:begin -->\n)(.*?)(\n<!-- result:end -->)", re.S)
-GENERATED = re.compile(r"(<!-- generated:(\w+):begin -->\n)(.*?)(<!-- generated:\2:end -->)", re.S)
-TARGET, WINDOW = 99.4, 5  # the assignment's bar: >= 99.4% in each of the last 5 epochs
+LIBRARY = ("model.py", "utils.py")  # what a staged notebook imports
+EPOCH_LINE = re.compile(r"^epoch +\d+ \| lr .*$")
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+PLACEHOLDER_REPO = "OWNER/REPO"
 
 
 class NotebookFailed(RuntimeError):
-    pass
+    """A notebook did not run to the end, or ran without writing its results."""
 
 
-# ----------------------------------------------------------------------------- running
+class Interrupted(Exception):
+    """SIGINT or SIGTERM arrived while notebooks were running."""
 
-def execute(step, out_dir=None, parameters=None):
-    """Run one notebook through papermill; returns (output path, seconds)."""
-    import papermill as pm
-    src = NOTEBOOKS[step]
-    dst = Path(out_dir, src) if out_dir else Path(src)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
+
+# ----------------------------------------------------------------------------- processes
+
+class Children:
+    """The papermill processes running now, so that an interrupt can stop them and their kernels."""
+
+    def __init__(self):
+        self.procs, self.lock = set(), threading.Lock()
+
+    def add(self, proc):
+        with self.lock:
+            self.procs.add(proc)
+
+    def discard(self, proc):
+        with self.lock:
+            self.procs.discard(proc)
+
+    def kill_all(self):
+        with self.lock:
+            procs = list(self.procs)
+        for proc in procs:
+            kill_tree(proc.pid)
+
+
+CHILDREN = Children()
+RUNNING = set()  # labels of the steps running now, named when a run is interrupted
+STOPPING = threading.Event()  # set on an interrupt or a failure: start no further notebook
+
+
+def descendants(pid):
+    """Every process below pid (kernels start in a session of their own, so a process group
+    would miss them)."""
     try:
-        pm.execute_notebook(src, str(dst), parameters=parameters or {}, cwd=str(ROOT),
-                            kernel_name="python3", progress_bar=False, log_output=False,
-                            coalesce_streams=True)
-    except pm.PapermillExecutionError as err:
-        raise NotebookFailed(f"{src} failed in cell {err.exec_count} ({err.ename}: {err.evalue}); "
-                             f"the partial run is in {dst}") from None
-    return dst, time.perf_counter() - start
+        out = subprocess.run(["ps", "-A", "-o", "pid=,ppid="], capture_output=True, text=True,
+                             timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    children = collections.defaultdict(list)
+    for line in out.splitlines():
+        p, pp = line.split()
+        children[int(pp)].append(int(p))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
-def load_record(results_dir, step):
-    path = Path(results_dir) / f"step{step}.json"
-    if not path.is_file():
-        raise NotebookFailed(f"{NOTEBOOKS[step]} ran but wrote no {path}")
-    return json.loads(path.read_text())
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is dead, only not yet reaped
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][0] != "Z"
+    except OSError:
+        return True
 
 
-def summary_line(step, record, seconds):
+def kill_tree(pid, grace=3.0):
+    """SIGTERM pid and everything below it, then SIGKILL what is left after `grace` seconds."""
+    pids = [pid] + descendants(pid)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for p in pids:
+            try:
+                os.kill(p, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + grace
+        while any(alive(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+
+def stop():
+    """Start no further notebook and stop the running ones with their kernels."""
+    STOPPING.set()
+    CHILDREN.kill_all()
+
+
+def raise_interrupted(signum, frame):
+    raise Interrupted(signal.Signals(signum).name)
+
+
+# ----------------------------------------------------------------------------- one notebook
+
+def execute(src, stage, parameters=None, on_line=print, timeout=None, env=None):
+    """Run notebook src into the folder stage through papermill (a child process), with stage
+    as the working directory; each printed line goes to on_line.  Returns the seconds it took;
+    raises NotebookFailed with the tail of the error when the notebook does not run to the end."""
+    stage = Path(stage)
+    for name in LIBRARY:  # the notebook imports the library from its working directory
+        shutil.copy2(ROOT / name, stage / name)
+    dst = stage / Path(src).name
+    cmd = [sys.executable, "-m", "papermill", str(ROOT / src), str(dst), "--cwd", str(stage),
+           "-k", "python3", "--no-progress-bar", "--stdout-file", "-", "--log-level", "WARNING"]
+    if parameters:
+        cmd += ["-y", json.dumps(parameters)]
+    if timeout:
+        cmd += ["--execution-timeout", str(int(timeout))]
+    if STOPPING.is_set():
+        raise NotebookFailed(f"{src} was not started: the run is stopping")
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            errors="replace", start_new_session=True, env=env or kernel_env())
+    CHILDREN.add(proc)
+    err_tail = collections.deque(maxlen=60)
+    reader = threading.Thread(target=lambda: err_tail.extend(proc.stderr), daemon=True)
+    reader.start()
+    try:
+        for line in proc.stdout:  # tqdm's carriage returns split lines too
+            on_line(line.rstrip("\n"))
+        code = proc.wait()
+        reader.join(timeout=5)
+    finally:
+        if proc.poll() is None:
+            kill_tree(proc.pid)
+        CHILDREN.discard(proc)
+    if code != 0:
+        raise NotebookFailed(failure_report(src, dst, "".join(err_tail)))
+    return time.perf_counter() - start
+
+
+def failure_report(src, dst, stderr):
+    """'<notebook> failed in cell N (Error: message)' and the tail of the traceback, read from
+    the partial output notebook, else from papermill's own error output (a dead kernel, a
+    timeout, a kernel that never started)."""
+    name = Path(src).name
+    try:
+        nb = json.loads(Path(dst).read_text())
+        for cell in nb["cells"]:
+            for out in cell.get("outputs", []):
+                if out.get("output_type") == "error":
+                    tail = "\n".join(ANSI.sub("", "\n".join(out["traceback"])).splitlines()[-12:])
+                    return (f"{name} failed in cell {cell.get('execution_count')} "
+                            f"({out['ename']}: {out['evalue']})\n{tail}")
+    except (OSError, ValueError, KeyError):
+        pass
+    lines = [l for l in ANSI.sub("", stderr).splitlines() if l.strip() and "without encryption" not in l]
+    reason = next((l.strip() for l in reversed(lines) if re.match(r"^\s*[\w.]+(Error|Exception|Timeout)\b", l)),
+                  "the kernel or papermill stopped")
+    return f"{name} failed ({reason})\n" + "\n".join(lines[-12:])
+
+
+def kernel_env(threads=None):
+    """The kernels' environment: MNIST_DATA_DIR made absolute (they run in a staging folder)."""
+    env = dict(os.environ)
+    data = env.get("MNIST_DATA_DIR") or str(ROOT / "data")
+    env["MNIST_DATA_DIR"] = str(Path(data).resolve())
+    env["PYTHONWARNINGS"] = "ignore"
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    return env
+
+
+class signals_held:
+    """Hold SIGINT and SIGTERM back (main thread only) while a finished step's files move, so
+    that an interrupt never lands between two renames; they are delivered afterwards."""
+
+    def __enter__(self):
+        self.held = threading.current_thread() is threading.main_thread()
+        if self.held:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+
+    def __exit__(self, *exc):
+        if self.held:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+
+
+def promote(stage, dest, results):
+    """Move what a finished step made from stage into dest: the results files first, then the
+    notebook, each by one atomic rename.  Returns the paths written."""
+    dest, stage_res = Path(dest), Path(stage) / "results"
+    (dest / "results").mkdir(parents=True, exist_ok=True)
+    written = []
+    for f in sorted(stage_res.iterdir()) if stage_res.is_dir() else []:
+        os.replace(f, dest / "results" / f.name)
+        written.append(dest / "results" / f.name)
+    os.replace(Path(stage) / results, dest / results)
+    written.append(dest / results)
+    return written
+
+
+def run_step(step, dest, parameters=None, label=None, echo=print, timeout=None, env=None):
+    """Run one step in a staging folder inside dest; on success write its Result block and move
+    its notebook and results into dest.  Returns (record, seconds)."""
+    import utils
+    label = label or f"step {step}"
+    stage = Path(dest) / f".staging-{label.replace(' ', '')}-{os.getpid()}"
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True)
+    RUNNING.add(label)
+    try:
+        def on_line(line):
+            if EPOCH_LINE.match(line):
+                echo(f"  {label} | {line}")
+        seconds = execute(NOTEBOOKS[step], stage, parameters, on_line, timeout, env)
+        path = stage / "results" / f"step{step}.json"
+        if not path.is_file():
+            raise NotebookFailed(f"{NOTEBOOKS[step]} ran to the end but wrote no results/step{step}.json")
+        record = utils.load_record(path)
+        sync_docs.sync_result_block(stage / NOTEBOOKS[step], record)
+        with signals_held():
+            promote(stage, dest, NOTEBOOKS[step])
+        RUNNING.discard(label)  # a step that did not finish stays named for the interrupt message
+        return record, seconds
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def step_line(step, record, seconds):
+    """The one line the console shows when a step has finished."""
     h = record["history"]["test_acc"]
     return (f"step {step} {NOTEBOOKS[step]:<32} {record['model']} {record['params']:>6,} params | "
             f"best test {max(h):.2f}% | last {h[-1]:.2f}% | min last {WINDOW} "
             f"{min(h[-WINDOW:]):.2f}% | {seconds:.0f} s")
 
 
-def run_steps(steps, out_dir, parameters, log=print):
-    """Run each step; sync its Result block; returns {step: seconds}."""
-    results_dir = Path(parameters.get("results_dir", "results"))
+# ----------------------------------------------------------------------------- series and seeds
+
+def run_steps(steps, dest, parameters, echo=print, timeout=None, env=None):
+    """Run each step in turn; returns {step: seconds}."""
     times = {}
     for step in steps:
-        dst, seconds = execute(step, out_dir, parameters)
-        record = load_record(results_dir if results_dir.is_absolute() else ROOT / results_dir, step)
-        sync_result_block(dst, record)
+        echo(f"== step {step}: {NOTEBOOKS[step]}")
+        record, seconds = run_step(step, dest, parameters, echo=echo, timeout=timeout, env=env)
         times[step] = seconds
-        log(summary_line(step, record, seconds))
+        echo(step_line(step, record, seconds))
     return times
 
 
-def run_seeds(seeds, out_dir, parameters, jobs=1, log=print):
-    """Run Step 3 once per seed into out_dir/seed_K; returns the seeds record."""
+def run_seeds(seeds, dest, parameters, jobs=1, echo=print, timeout=None, env=None):
+    """Run Step 3 once per seed into dest/seed_K; returns the seeds record."""
     def one(seed):
-        folder = Path(out_dir) / f"seed_{seed}"
-        params = dict(parameters, seed=seed, results_dir=str(folder), progress=False)
-        _, seconds = execute(3, folder, params)
-        record = load_record(folder, 3)
-        log(f"seed {seed}: " + summary_line(3, record, seconds))
+        params = dict(parameters, seed=seed, progress=False)
+        record, seconds = run_step(3, Path(dest) / f"seed_{seed}", params, label=f"seed {seed}",
+                                   echo=echo, timeout=timeout, env=env)
+        echo(f"seed {seed}: " + step_line(3, record, seconds))
         return record
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        records = list(pool.map(one, seeds))
+    echo(f"== Step 3 on seeds {' '.join(map(str, seeds))}, {jobs} at a time")
+    pool = ThreadPoolExecutor(max_workers=jobs)
+    try:
+        futures = [pool.submit(one, seed) for seed in seeds]
+        records = [f.result() for f in futures]
+    except BaseException:  # a failed seed or an interrupt stops the others too
+        stop()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     return seeds_record(records)
 
 
 def seeds_record(records):
+    """One record for a seeds run: each seed's test curve, its minimum over the last epochs,
+    and the settings and code every seed shared (an error if they did not)."""
     first = records[0]
-    rows = []
-    for r in records:
-        acc = r["history"]["test_acc"]
-        rows.append(dict(seed=r["seed"], test_acc=acc, min_last=min(acc[-WINDOW:]), last=acc[-1],
-                         best=max(acc), wall_seconds=r["wall_seconds"]))
-    return dict(model=first["model"], params=first["params"], epochs=first["epochs"],
-                device=first["device"], torch=first["torch"], settings=first["settings"],
+    for r in records[1:]:
+        for key in ("model", "params", "epochs", "settings", "code"):
+            if r.get(key) != first.get(key):
+                raise NotebookFailed(f"seed {r['seed']} ran with another {key} than seed {first['seed']}")
+    rows = [dict(seed=r["seed"], test_acc=r["history"]["test_acc"], min_last=min(r["history"]["test_acc"][-WINDOW:]),
+                 last=r["history"]["test_acc"][-1], best=max(r["history"]["test_acc"]),
+                 wall_seconds=r["wall_seconds"], threads=r.get("threads")) for r in records]
+    keep = ("model", "params", "epochs", "device", "torch", "threads", "code", "git_commit",
+            "code_as_committed", "settings")
+    return dict({k: first.get(k) for k in keep}, test_images=first.get("settings", {}).get("test_images", 10000),
                 window=WINDOW, target=TARGET, seeds=rows)
 
 
-def plot_seeds(record, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, (full, zoom) = plt.subplots(1, 2, figsize=(11, 3.8))
-    for row in record["seeds"]:
-        epochs = range(1, len(row["test_acc"]) + 1)
-        for ax in (full, zoom):
-            ax.plot(epochs, row["test_acc"], "o-", ms=3, label=f"seed {row['seed']}")
-    n = record["epochs"]
-    for ax in (full, zoom):
-        ax.axhline(TARGET, color="red", ls="--", lw=1, label=f"{TARGET}%")
-        ax.set(xlabel="epoch", ylabel="test accuracy (%)")
-        ax.grid(alpha=0.3)
-    full.set(title="all epochs", ylim=(98, 100))
-    zoom.set(title=f"last {WINDOW} epochs", xlim=(n - WINDOW + 0.5, n + 0.5), ylim=(99.1, 99.7))
-    zoom.legend(fontsize=8, loc="lower right")
-    fig.suptitle(f"{record['model']}, {record['params']:,} parameters: test accuracy per seed")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
+def save_seeds(record, res):
+    import utils
+    utils.write_json(record, Path(res) / "seeds.json")
+    utils.plot_seeds(record, Path(res) / "seeds.png", target=TARGET, window=WINDOW)
+    return Path(res) / "seeds.json"
 
 
-# ----------------------------------------------------------------------------- text sync
+# ----------------------------------------------------------------------------- Colab
 
-def first_cell(nb_path):
-    nb = json.loads(Path(nb_path).read_text())
-    return "".join(nb["cells"][0]["source"])
+def github_repo(url):
+    """'owner/name' from a GitHub remote address (https or ssh), else None."""
+    m = re.match(r"^(?:https://github\.com/|git@github\.com:|ssh://git@github\.com/)([\w.-]+/[\w.-]+?)(?:\.git)?/?$",
+                 url.strip())
+    return m.group(1) if m else None
 
 
-def sync_result_block(nb_path, record):
-    """Rewrite the Result block in the notebook's first cell from its results record."""
+def origin_repo(root=ROOT):
+    try:
+        url = subprocess.run(["git", "remote", "get-url", "origin"], cwd=root, capture_output=True,
+                             text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return github_repo(url) if url else None
+
+
+def set_repo(repo, root=ROOT):
+    """Point every notebook's Colab badge and `repo` parameter at the GitHub repository repo
+    (owner/name); returns the notebooks changed."""
+    if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo or ""):
+        raise ValueError(f"--repo takes a GitHub owner/name such as octo/s7, got {repo!r}")
     import nbformat
-    import utils
-    nb = nbformat.read(str(nb_path), as_version=4)
-    cell = nb.cells[0]
-    if not RESULT_BLOCK.search(cell.source):
-        raise NotebookFailed(f"{nb_path}: the first cell has no <!-- result:begin/end --> markers")
-    cell.source = RESULT_BLOCK.sub(lambda m: m.group(1) + utils.result_markdown(record) + m.group(3),
-                                   cell.source)
-    nbformat.write(nb, str(nb_path))
-
-
-def sections(nb_path):
-    """{'target': ..., 'result': ..., 'analysis': ...} from a notebook's first cell."""
-    text = first_cell(nb_path)
-    parts = re.split(r"^## (Target|Result|Analysis)\s*$", text, flags=re.M)
-    found = {parts[i].lower(): parts[i + 1].strip() for i in range(1, len(parts) - 1, 2)}
-    return {k: RESULT_BLOCK.sub(lambda m: m.group(2), v) for k, v in found.items()}
-
-
-def readme_sections(root=ROOT):
-    """The text of every generated README section, from the notebooks and results/."""
-    import utils
-    res = Path(root) / "results"
-    records = {s: json.loads((res / f"step{s}.json").read_text())
-               for s in NOTEBOOKS if (res / f"step{s}.json").is_file()}
-    out = {"steps": steps_table(records), "checklist": checklist(records, res)}
-    for step, record in records.items():
-        sec = sections(Path(root) / NOTEBOOKS[step])
-        out[f"step{step}"] = "\n".join([
-            f"### Step {step}: {TITLES[step]} ([{NOTEBOOKS[step]}]({NOTEBOOKS[step]}))", "",
-            "**Target.** " + sec.get("target", ""), "",
-            "**Result.**", "", sec.get("result", ""), "",
-            "**Analysis.** " + sec.get("analysis", ""), "",
-            "Receptive field:", "", "```", record["rf_table"], "```", "",
-            f"![Step {step} curves](results/step{step}_curves.png)", ""])
-    for step in set(NOTEBOOKS) - set(records):
-        out[f"step{step}"] = f"_Step {step} has not been run yet: `python run_notebooks.py --steps {step}`._\n"
-    out["seeds"] = (seeds_table(json.loads((res / "seeds.json").read_text()))
-                    if (res / "seeds.json").is_file() else
-                    "_Not run yet: `python run_notebooks.py --steps 3 --seeds 1 2 3 4 5`._\n")
-    out["performance"] = performance(res) or "_Not measured yet: `python benchmarks/pipeline.py`._\n"
-    return out
-
-
-def steps_table(records):
-    import utils
-    lines = ["| Step | Model | Params | RF | Best test acc | Min test acc, last 5 | Epochs | "
-             "Wall time | Device |", "|---|---|---:|---:|---:|---:|---:|---:|---|"]
-    for step, r in records.items():
-        s = utils.summarize(r["history"], WINDOW, TARGET)
-        lines.append(f"| [{step}]({NOTEBOOKS[step]}) | {r['model']} | {r['params']:,} | "
-                     f"{r['receptive_field']} | {s['best_test']:.2f}% (epoch {s['best_test_epoch']}) | "
-                     f"{s['min_last']:.2f}% | {r['epochs']} | {r['wall_seconds']:.0f} s | "
-                     f"{r['device']} |")
-    return "\n".join(lines) + "\n"
-
-
-def checklist(records, res):
-    r = records.get(3)
-    if r is None:
-        return "Step 3 has not been run yet.\n"
-    acc = r["history"]["test_acc"]
-    last = ", ".join(f"{a:.2f}" for a in acc[-WINDOW:])
-    ok = lambda flag: "yes" if flag else "**no**"
-    rows = [
-        ("Test accuracy >= 99.4% in each of the last 5 epochs", min(acc[-WINDOW:]) >= TARGET,
-         f"last 5 epochs: {last}% ([step3.json](results/step3.json))"),
-        ("Fewer than 8,000 parameters", r["params"] < 8000,
-         f"{r['params']:,} trainable (torchsummary)"),
-        ("At most 15 epochs", r["epochs"] <= 15, f"{r['epochs']} epochs"),
-        ("Exactly three steps, each a notebook with Target / Result / Analysis", len(records) == 3,
-         ", ".join(f"[{n}]({n})" for n in NOTEBOOKS.values())),
-        ("Receptive field covers the 28x28 digit", r["receptive_field"] >= 28,
-         f"RF {r['receptive_field']} at the output"),
-    ]
-    seeds = res / "seeds.json"
-    if seeds.is_file():
-        s = json.loads(seeds.read_text())
-        worst = min(row["min_last"] for row in s["seeds"])
-        rows.append((f"Holds on {len(s['seeds'])} seeds, not one lucky run", worst >= TARGET,
-                     f"worst seed's min over the last 5 epochs: {worst:.2f}% "
-                     "([seeds.json](results/seeds.json))"))
-    lines = ["| Constraint | Met | Evidence |", "|---|---|---|"]
-    lines += [f"| {name} | {ok(flag)} | {evidence} |" for name, flag, evidence in rows]
-    return "\n".join(lines) + "\n"
-
-
-def seeds_table(s):
-    lines = [f"{s['model']} ({s['params']:,} parameters), {s['epochs']} epochs, on {s['device']}.", "",
-             f"| Seed | Min test acc, last {s['window']} | Last | Best | >= {s['target']}% throughout |",
-             "|---:|---:|---:|---:|---|"]
-    for row in s["seeds"]:
-        flag = "yes" if row["min_last"] >= s["target"] else "**no**"
-        lines.append(f"| {row['seed']} | {row['min_last']:.2f}% | {row['last']:.2f}% | "
-                     f"{row['best']:.2f}% | {flag} |")
-    mins = [row["min_last"] for row in s["seeds"]]
-    lines += ["", f"Worst seed: {min(mins):.2f}%; mean of the per-seed minimums: "
-              f"{sum(mins) / len(mins):.2f}%.", "", "![test accuracy per seed](results/seeds.png)", ""]
-    return "\n".join(lines)
-
-
-def performance(res):
-    lines = []
-    for name in sorted(res.glob("benchmark*.json")):
-        b = json.loads(name.read_text())
-        lines += [f"Pipeline benchmark on {b['hardware']} ({b['batches']} batches of {b['batch_size']}, "
-                  f"{b['repeats']} repeats, median):", "",
-                  "| Pipeline | Images / s | Seconds per epoch (60,000 images) |", "|---|---:|---:|",
-                  f"| (a) torchvision transforms + DataLoader | {b['a_images_per_s']:,.0f} | "
-                  f"{60000 / b['a_images_per_s']:.1f} |",
-                  f"| (b) tensors on the device, batched augmentation | {b['b_images_per_s']:,.0f} | "
-                  f"{60000 / b['b_images_per_s']:.1f} |", "",
-                  f"Speed-up b/a: **{b['ratio']:.2f}x**.", ""]
-    for name in sorted(res.glob("series*.json")):
-        s = json.loads(name.read_text())
-        per = ", ".join(f"step {k} {v:.0f} s" for k, v in s["notebooks"].items())
-        lines += [f"Whole series on {s['device']}: **{s['total_seconds']:.0f} s** ({per}).", ""]
-    return "\n".join(lines)
-
-
-def render_readme(text, root=ROOT):
-    """README text with every generated section rewritten; unknown sections are an error."""
-    new = readme_sections(root)
-
-    def fill(m):
-        name = m.group(2)
-        if name not in new:
-            raise KeyError(f"README marker {name!r} names no known section ({', '.join(sorted(new))})")
-        return m.group(1) + new[name] + m.group(4)
-    return GENERATED.sub(fill, text)
-
-
-def write_readme(root=ROOT):
-    path = Path(root) / "README.md"
-    text = path.read_text()
-    new = render_readme(text, root)
-    if new != text:
-        path.write_text(new)
-    return new != text
+    changed = []
+    for name in NOTEBOOKS.values():
+        path = Path(root) / name
+        nb = nbformat.read(str(path), as_version=4)
+        before = [c.source for c in nb.cells]
+        nb.cells[0].source = re.sub(r"colab\.research\.google\.com/github/[\w.-]+/[\w.-]+/blob/",
+                                    f"colab.research.google.com/github/{repo}/blob/", nb.cells[0].source)
+        for cell in nb.cells:
+            if "parameters" in cell.metadata.get("tags", []):
+                cell.source = re.sub(r'^repo = "[^"]*"', f'repo = "{repo}"', cell.source, flags=re.M)
+        if [c.source for c in nb.cells] != before:
+            nbformat.write(nb, str(path))
+            changed.append(name)
+    return changed
 
 
 # ----------------------------------------------------------------------------- command line
@@ -283,23 +368,36 @@ def parse_args(argv=None):
     p.add_argument("--epochs", type=int, help="override the notebooks' epochs (<= 15)")
     p.add_argument("--seed", type=int, help="override the notebooks' seed")
     p.add_argument("--seeds", type=int, nargs="+", help="run Step 3 once per seed -> results/seeds.json")
-    p.add_argument("--jobs", type=int, default=1, help="seeds run at once (GPU: several)")
+    p.add_argument("--jobs", type=int, default=1, help="seeds run at once")
+    p.add_argument("--threads", type=int, help="CPU threads per notebook (default: all; with --jobs, shared)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
     p.add_argument("--data-dir", help="folder holding MNIST/raw (default: $MNIST_DATA_DIR, else ./data)")
+    p.add_argument("--train-subset", type=int, help="train on the first N images only (smoke runs)")
     p.add_argument("--quick", action="store_true", help="1 epoch on 2,000 images (smoke run)")
     p.add_argument("--out", help="write notebooks and results here instead of in place")
+    p.add_argument("--timeout", type=int, help="seconds a cell may run before the run fails")
     p.add_argument("--readme", action="store_true", help="only rewrite the README's generated sections")
+    p.add_argument("--check", action="store_true", help="check the committed results and claims; trains nothing")
+    p.add_argument("--repo", help="point the Colab badges and `repo` parameters at GitHub owner/name; runs nothing")
     args = p.parse_args(argv)
     if args.epochs is not None and not 1 <= args.epochs <= 15:
         p.error(f"--epochs must be between 1 and 15, got {args.epochs}")
     if args.seeds and args.steps != [3] and args.steps != [1, 2, 3]:
         p.error("--seeds runs Step 3 only; drop --steps or use --steps 3")
+    for name in ("jobs", "threads", "train_subset", "timeout"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            p.error(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    if args.repo is not None and not re.fullmatch(r"[\w.-]+/[\w.-]+", args.repo):
+        p.error(f"--repo takes a GitHub owner/name such as octo/s7, got {args.repo!r}")
     if args.quick and not args.out:
         args.out = "runs/quick"
     return args
 
 
 def notebook_parameters(args):
+    """The papermill parameters for the options given (none for a plain full run, so that the
+    committed notebooks carry no injected cell)."""
     params = {}
     if args.epochs:
         params["epochs"] = args.epochs
@@ -307,49 +405,73 @@ def notebook_parameters(args):
         params["seed"] = args.seed
     if args.device:
         params["device"] = args.device
-    if args.data_dir:
-        params["data_dir"] = args.data_dir
+    if args.train_subset:
+        params["train_subset"] = args.train_subset
     if args.quick:
         params.update(epochs=1, train_subset=2000, progress=False)
-    if args.out:
-        params["results_dir"] = str(Path(args.out) / "results")
     return params
+
+
+def run(args, echo=print):
+    """The notebook runs the arguments ask for; the README is rewritten for in-place runs."""
+    params = notebook_parameters(args)
+    dest = Path(args.out) if args.out else ROOT
+    if args.data_dir:
+        os.environ["MNIST_DATA_DIR"] = str(Path(args.data_dir).resolve())
+    threads = args.threads or (max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None)
+    env = kernel_env(threads)
+    start = time.perf_counter()
+    if args.seeds:
+        record = run_seeds(args.seeds, Path(args.out or "runs/seeds"), params, args.jobs, echo,
+                           args.timeout, env)
+        echo(f"wrote {save_seeds(record, dest / 'results')}")
+        return
+    times = run_steps(args.steps, dest, params, echo, args.timeout, env)
+    total = time.perf_counter() - start
+    echo(f"series: {len(times)} notebooks in {total:.0f} s")
+    if not args.out and args.steps == [1, 2, 3] and not params and not threads:
+        import utils
+        utils.write_json(dict(utils.provenance(utils.get_device("auto")), total_seconds=total,
+                              notebooks={str(k): v for k, v in times.items()}),
+                         ROOT / "results" / "series.json")
 
 
 def main(argv=None):
     args = parse_args(argv)
     os.chdir(ROOT)
     sys.path.insert(0, str(ROOT))
-    if args.readme:
-        print("README updated" if write_readme() else "README already up to date")
+    if args.check:
+        import check_claims
+        return check_claims.main()
+    if args.repo:
+        changed = set_repo(args.repo)
+        print(f"Colab badges and `repo` now point at {args.repo} ({len(changed)} notebooks changed)")
         return 0
-    params = notebook_parameters(args)
-    start = time.perf_counter()
+    if args.readme:
+        print("README updated" if sync_docs.write_readme() else "README already up to date")
+        return 0
+    if not args.out and (repo := origin_repo()) and repo != PLACEHOLDER_REPO:
+        set_repo(repo)
+    STOPPING.clear(), RUNNING.clear()
+    previous = signal.signal(signal.SIGTERM, raise_interrupted)
     try:
-        if args.seeds:
-            out = Path(args.out or "runs/seeds")
-            record = run_seeds(args.seeds, out, params, jobs=args.jobs)
-            res = Path(args.out, "results") if args.out else Path("results")
-            import utils
-            utils.save_results(record, res / "seeds.json")
-            plot_seeds(record, res / "seeds.png")
-            print(f"wrote {res / 'seeds.json'} and {res / 'seeds.png'}")
-        else:
-            times = run_steps(args.steps, args.out, params)
-            total = time.perf_counter() - start
-            print(f"series: {len(times)} notebooks in {total:.0f} s")
-            if not args.out and args.steps == [1, 2, 3] and set(params) <= {"device", "data_dir"}:
-                import utils
-                from utils import device_name, get_device
-                utils.save_results(dict(device=device_name(get_device("auto")), total_seconds=total,
-                                        notebooks={str(k): v for k, v in times.items()}),
-                                   Path("results/series.json"))
-        if not args.out:
-            print("README updated" if write_readme() else "README already up to date")
+        run(args)
+        return 0
     except NotebookFailed as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    return 0
+    except (KeyboardInterrupt, Interrupted) as err:
+        running = ", ".join(sorted(RUNNING)) or "no step"
+        stop()
+        name = "SIGINT" if isinstance(err, KeyboardInterrupt) else str(err)
+        print(f"interrupted ({name}) during {running}: its notebook and results are unchanged "
+              f"(steps that finished before it keep their new files)", file=sys.stderr)
+        return 130 if name == "SIGINT" else 143
+    finally:
+        stop()
+        signal.signal(signal.SIGTERM, previous)
+        if not args.out:
+            print("README updated" if sync_docs.write_readme() else "README already up to date")
 
 
 if __name__ == "__main__":

@@ -2,11 +2,13 @@
 summaries, plots and results.  The notebooks import from here and define no loop of their own.
 """
 import copy
+import hashlib
 import json
 import math
 import os
 import platform
 import random
+import subprocess
 import sys
 import tempfile
 import time
@@ -26,6 +28,7 @@ MNIST_FILES = {
     "t10k-images-idx3-ubyte": (2051, 16 + 10000 * 28 * 28),
     "t10k-labels-idx1-ubyte": (2049, 8 + 10000),
 }
+CODE_FILES = ("model.py", "utils.py")  # the code a results file records the sha256 of
 HISTORY_KEYS = ("epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds")
 
 
@@ -163,11 +166,21 @@ class Loader:
 
 
 def mnist_loaders(root=None, batch_size=128, train_subset=None, degrees=0.0, translate=0.0,
-                  seed=1, device="cpu", test_batch_size=1000):
-    """(train loader, test loader) over MNIST held on the device; train_subset keeps the
-    first N training images (smoke runs)."""
+                  seed=1, device="cpu", test_batch_size=1000, holdout=0):
+    """(train loader, test loader) over MNIST held on the device.
+
+    train_subset keeps the first N training images (smoke runs).  holdout=N sets the last N
+    training images aside and evaluates on them instead of the test set: recipes are chosen
+    that way, so that the test set is only ever used for the record.
+    """
     train_x, train_y = load_mnist(root, train=True)
-    test_x, test_y = load_mnist(root, train=False)
+    if not 0 <= holdout < len(train_y):
+        raise ValueError(f"holdout must be between 0 and {len(train_y) - 1} images, got {holdout}")
+    if holdout:
+        test_x, test_y = train_x[-holdout:], train_y[-holdout:]
+        train_x, train_y = train_x[:-holdout], train_y[:-holdout]
+    else:
+        test_x, test_y = load_mnist(root, train=False)
     if train_subset:
         train_x, train_y = train_x[:train_subset], train_y[:train_subset]
     train = Loader(train_x, train_y, batch_size, shuffle=True, degrees=degrees,
@@ -243,9 +256,20 @@ def evaluate(model, loader):
 
 
 def make_ema(model, decay=0.999):
-    """An exponential moving average of the weights and BN statistics (torch.optim.swa_utils)."""
-    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+    """An exponential moving average of the weights and BN statistics (torch.optim.swa_utils).
+
+    The decay warms up as min(decay, (1 + n) / (10 + n)) after n updates: early on the average
+    follows the training closely instead of carrying the random initial weights for hundreds of
+    steps (with a fixed 0.998 the first epoch's average scores near chance).
+    """
+    from torch.optim.swa_utils import AveragedModel
+
+    def average(avg, new, n):
+        d = min(decay, (1.0 + n) / (10.0 + n))
+        return avg + (new - avg) * (1.0 - d)
+    ema = AveragedModel(model, avg_fn=average, use_buffers=True)
+    ema.decay = decay  # read back into the run's settings
+    return ema
 
 
 def epoch_line(row):
@@ -282,6 +306,74 @@ def fit(model, train_loader, test_loader, optimizer, epochs=15, scheduler=None, 
     return history
 
 
+def _plain(v):
+    """v if it is a JSON scalar (or a tuple of them, as a list), else None."""
+    if isinstance(v, (bool, int, float, str)):
+        return v
+    if isinstance(v, (tuple, list)) and all(isinstance(x, (int, float)) for x in v):
+        return list(v)
+    return None
+
+
+def run_settings(model, loader, optimizer, scheduler=None, ema=None, test_loader=None):
+    """The settings of a run, read from the live objects (so the record is what ran):
+    batch and augmentation from the loader, dropout from the model, the optimizer's group
+    settings, the scheduler's own fields, the EMA decay and the size of the test set."""
+    group = optimizer.param_groups[0]
+    skip = {"params", "lr", "initial_lr", "max_lr", "min_lr", "foreach", "maximize", "capturable",
+            "differentiable", "fused", "decoupled_weight_decay"}
+    settings = dict(batch_size=loader.batch_size, degrees=loader.degrees, translate=loader.translate,
+                    train_images=len(loader.labels),
+                    dropout=sorted({m.p for m in model.modules() if isinstance(m, nn.Dropout)}),
+                    batch_norm=any(isinstance(m, nn.BatchNorm2d) for m in model.modules()),
+                    optimizer=type(optimizer).__name__,
+                    lr=group.get("initial_lr", group["lr"]),
+                    **{k: _plain(v) for k, v in group.items() if k not in skip and _plain(v) is not None})
+    if scheduler is not None:
+        fields = {k: _plain(v) for k, v in vars(scheduler).items()
+                  if not k.startswith("_") and k not in ("last_epoch", "verbose", "base_lrs")
+                  and _plain(v) is not None}
+        fields.update({k: group[k] for k in ("max_lr", "min_lr") if k in group})
+        phases = getattr(scheduler, "_schedule_phases", None)
+        if phases:  # OneCycleLR: the warm-up's share of the steps
+            fields["pct_start"] = round((phases[0]["end_step"] + 1) / scheduler.total_steps, 4)
+            fields["anneal_strategy"] = getattr(scheduler, "_anneal_func_type", None)
+        settings["scheduler"] = dict(name=type(scheduler).__name__, **fields)
+    settings["ema_decay"] = getattr(ema, "decay", None) if ema is not None else None
+    if test_loader is not None:
+        settings["test_images"] = len(test_loader.labels)
+    return settings
+
+
+def file_sha256(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def git_state(folder, files=CODE_FILES):
+    """(HEAD commit, whether folder's copies of files equal the ones in that commit) for the
+    git checkout that holds folder; (None, None) outside one (Colab)."""
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=folder, capture_output=True, timeout=10,
+                              check=True).stdout
+    try:
+        commit = git("rev-parse", "HEAD").decode().strip()
+        same = all(hashlib.sha256(git("show", f"HEAD:{name}")).hexdigest()
+                   == file_sha256(Path(folder) / name) for name in files)
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+    return commit, same
+
+
+def provenance(device):
+    """What made a results file: the sha256 of model.py and utils.py, the git commit (and whether
+    those two files are the committed ones), torch, the device and the CPU threads."""
+    here = Path(__file__).resolve().parent
+    commit, same = git_state(here)
+    return dict(code={name: file_sha256(here / name) for name in CODE_FILES},
+                git_commit=commit, code_as_committed=same, torch=torch.__version__,
+                device=device_name(device), threads=torch.get_num_threads())
+
+
 def final_model(model, ema=None):
     """The plain nn.Module whose weights were evaluated: the EMA copy when there is one."""
     return ema.module if ema is not None else model
@@ -293,8 +385,9 @@ def count_params(model, trainable_only=True):
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-def show_summary(model, input_size=(1, 28, 28)):
-    """torchsummary's table (run on a CPU copy, so any device works) and the trainable count."""
+def print_layers(model, input_size=(1, 28, 28)):
+    """Print torchsummary's layer table (of a CPU copy, so any device works); returns the
+    trainable parameter count."""
     from torchsummary import summary
     summary(copy.deepcopy(model).cpu(), input_size, device="cpu")
     return count_params(model)
@@ -382,21 +475,47 @@ def save_figure(fig, path=None):
 
 
 def plot_history(history, path=None, target=99.4, title=""):
-    """Loss and accuracy per epoch, train vs test, with the target accuracy as a line."""
+    """Loss and accuracy per epoch, train vs test, every point shown; a third panel zooms in on
+    the accuracy around the target line."""
     import matplotlib.pyplot as plt
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, (ax_loss, ax_acc, ax_zoom) = plt.subplots(1, 3, figsize=(14, 3.8))
     e = history["epoch"]
-    ax_loss.plot(e, history["train_loss"], "o-", label="train")
-    ax_loss.plot(e, history["test_loss"], "o-", label="test")
+    for key, label in (("train", "train"), ("test", "test")):
+        ax_loss.plot(e, history[f"{key}_loss"], "o-", ms=4, label=label)
+        for ax in (ax_acc, ax_zoom):
+            ax.plot(e, history[f"{key}_acc"], "o-", ms=4, label=label)
     ax_loss.set(xlabel="epoch", ylabel="loss (NLL)", title="loss", yscale="log")
-    ax_acc.plot(e, history["train_acc"], "o-", label="train")
-    ax_acc.plot(e, history["test_acc"], "o-", label="test")
-    ax_acc.axhline(target, color="red", ls="--", lw=1, label=f"{target}%")
-    low = min(min(history["train_acc"][1:] or history["train_acc"]), target) - 0.5
-    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy", ylim=(max(low, 90), 100))
-    for ax in (ax_loss, ax_acc):
+    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
+    ax_zoom.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy, 98.5-100% (zoom)",
+                ylim=(98.5, 100))
+    for ax in (ax_acc, ax_zoom):
+        ax.axhline(target, color="red", ls="--", lw=1, label=f"{target}%")
+    for ax in (ax_loss, ax_acc, ax_zoom):
         ax.grid(alpha=0.3), ax.legend()
     fig.suptitle(title)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_seeds(record, path=None, target=99.4, window=5):
+    """Test accuracy per epoch for each seed of a seeds record: all epochs, and the last ones."""
+    import matplotlib.pyplot as plt
+    fig, (full, zoom) = plt.subplots(1, 2, figsize=(12, 3.8))
+    for row in record["seeds"]:
+        epochs = range(1, len(row["test_acc"]) + 1)
+        for ax in (full, zoom):
+            ax.plot(epochs, row["test_acc"], "o-", ms=3, label=f"seed {row['seed']}")
+    n = record["epochs"]
+    lows = [min(row["test_acc"][-window:]) for row in record["seeds"]]
+    for ax in (full, zoom):
+        ax.axhline(target, color="red", ls="--", lw=1, label=f"{target}%")
+        ax.set(xlabel="epoch", ylabel="test accuracy (%)")
+        ax.grid(alpha=0.3)
+    full.set(title="every epoch")
+    zoom.set(title=f"last {window} epochs", xlim=(n - window + 0.5, n + 0.5),
+             ylim=(min(min(lows), target) - 0.1, 99.8))
+    zoom.legend(fontsize=7, loc="lower left", ncol=4)
+    fig.suptitle(f"{record['model']}, {record['params']:,} parameters: test accuracy per seed")
     fig.tight_layout()
     return save_figure(fig, path)
 
@@ -448,17 +567,16 @@ def atomic_write(path, write):
     return path
 
 
-def run_record(model, history, seed, device, wall_seconds, settings=None):
-    """The JSON-ready record of one run."""
+def make_record(model, history, seed, device, wall_seconds, settings=None):
+    """The JSON-ready record of one run, with what made it (provenance)."""
     rows = receptive_field(model)
     return dict(model=type(model).__name__, params=count_params(model),
                 receptive_field=rows[-1]["rf"], rf_table=format_rf_table(rows),
-                epochs=len(history["epoch"]), seed=seed, device=device_name(device),
-                torch=torch.__version__, wall_seconds=round(wall_seconds, 1),
-                settings=settings or {}, history=history)
+                epochs=len(history["epoch"]), seed=seed, wall_seconds=round(wall_seconds, 1),
+                **provenance(device), settings=settings or {}, history=history)
 
 
-def summarize(history, window=5, target=99.4):
+def score_history(history, window=5, target=99.4):
     """Best train/test accuracy with their epochs, and the last `window` test accuracies."""
     def best(key):
         i = max(range(len(history[key])), key=lambda j: (history[key][j], -j))
@@ -472,7 +590,7 @@ def summarize(history, window=5, target=99.4):
 
 def result_markdown(record, window=5, target=99.4):
     """The Result block of a step, written from its results record (never by hand)."""
-    s = summarize(record["history"], window, target)
+    s = score_history(record["history"], window, target)
     last = ", ".join(f"{a:.2f}" for a in s["last"])
     verdict = (f"all >= {target}%: the target is met consistently" if s["consistent"]
                else f"not all >= {target}%: the target is not met consistently")
@@ -482,15 +600,15 @@ def result_markdown(record, window=5, target=99.4):
         f"- Best test accuracy: {s['best_test']:.2f}% (epoch {s['best_test_epoch']})",
         f"- Test accuracy, last {len(s['last'])} epochs: {last} (%); min {s['min_last']:.2f}%, {verdict}",
         f"- {record['epochs']} epochs, seed {record['seed']}, {record['wall_seconds']:.0f} s on "
-        f"{record['device']}",
+        f"{record['device']}, {record['threads']} CPU thread{'s' if record['threads'] != 1 else ''}",
     ])
 
 
 def save_run(model, history, step, seed, device, wall_seconds, settings=None,
              results_dir="results"):
     """Write results/stepN.json and results/Model_N.pt; returns the record."""
-    record = run_record(model, history, seed, device, wall_seconds, settings)
-    save_results(record, Path(results_dir) / f"step{step}.json")
+    record = make_record(model, history, seed, device, wall_seconds, settings)
+    write_json(record, Path(results_dir) / f"step{step}.json")
     save_weights(model, Path(results_dir) / f"{record['model']}.pt")
     return record
 
@@ -510,12 +628,13 @@ def device_name(device):
     return f"{name} ({os.cpu_count()} cores)"
 
 
-def save_results(record, path):
-    """Write record as JSON, atomically."""
-    return atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1) + "\n"))
+def write_json(data, path):
+    """Write data as JSON, atomically."""
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=1) + "\n"))
 
 
-def load_results(path):
+def load_record(path):
+    """A results record written by save_run, with a clear error when there is none."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no results file at {path}: run the notebook first")
