@@ -168,24 +168,34 @@ def execute(src, stage, parameters=None, on_line=print, timeout=None, env=None):
 
 
 def failure_report(src, dst, stderr):
-    """'<notebook> failed in cell N (Error: message)' and the tail of the traceback, read from
-    the partial output notebook, else from papermill's own error output (a dead kernel, a
-    timeout, a kernel that never started)."""
+    """'<notebook> failed in cell N (Error: message)' and the tail of the traceback: the cell's
+    own error from the partial output notebook, or papermill's when the kernel died, a cell
+    timed out or the kernel never started."""
     name = Path(src).name
-    try:
-        nb = json.loads(Path(dst).read_text())
-        for cell in nb["cells"]:
-            for out in cell.get("outputs", []):
-                if out.get("output_type") == "error":
-                    tail = "\n".join(ANSI.sub("", "\n".join(out["traceback"])).splitlines()[-12:])
-                    return (f"{name} failed in cell {cell.get('execution_count')} "
-                            f"({out['ename']}: {out['evalue']})\n{tail}")
-    except (OSError, ValueError, KeyError):
-        pass
     lines = [l for l in ANSI.sub("", stderr).splitlines() if l.strip() and "without encryption" not in l]
-    reason = next((l.strip() for l in reversed(lines) if re.match(r"^\s*[\w.]+(Error|Exception|Timeout)\b", l)),
-                  "the kernel or papermill stopped")
-    return f"{name} failed ({reason})\n" + "\n".join(lines[-12:])
+    kernel = next((l.strip() for l in lines if re.search(r"CellTimeoutError|DeadKernelError|Kernel died", l)), None)
+    cell = cell_error(dst)
+    if cell and not kernel:
+        count, ename, evalue, tail = cell
+        return f"{name} failed in cell {count} ({ename}: {evalue})\n{tail}"
+    reason = kernel or next((l.strip() for l in reversed(lines) if re.match(r"^[\w.]+(Error|Exception)\b", l)),
+                            "papermill stopped before the end")
+    where = f" in cell {cell[0]}" if cell else ""
+    return f"{name} failed{where} ({reason})\n" + "\n".join(lines[-12:])
+
+
+def cell_error(nb_path):
+    """(execution count, error name, message, traceback tail) of the first failed cell, or None."""
+    try:
+        nb = json.loads(Path(nb_path).read_text())
+    except (OSError, ValueError):
+        return None
+    for cell in nb.get("cells", []):
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error":
+                tail = "\n".join(ANSI.sub("", "\n".join(out.get("traceback", []))).splitlines()[-12:])
+                return cell.get("execution_count"), out.get("ename"), out.get("evalue"), tail
+    return None
 
 
 def kernel_env(threads=None):
@@ -469,6 +479,7 @@ def main(argv=None):
         return 130 if name == "SIGINT" else 143
     finally:
         stop()
+        STOPPING.clear()  # main() can be called again (tests)
         signal.signal(signal.SIGTERM, previous)
         if not args.out:
             print("README updated" if sync_docs.write_readme() else "README already up to date")

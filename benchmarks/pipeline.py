@@ -94,7 +94,7 @@ def main(argv=None):
     print(f"(a) torchvision transforms + DataLoader({args.workers} workers): {a_rate:,.0f} images/s")
     print(f"(b) tensors on {device.type} + batched rotation:            {b_rate:,.0f} images/s")
     print(f"ratio b/a: {result['ratio']:.2f}x")
-    utils.save_results(result, args.out)
+    utils.write_json(result, args.out)
     print(f"wrote {os.path.relpath(args.out, ROOT)}")
     return 0
 

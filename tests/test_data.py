@@ -116,3 +116,16 @@ def test_truncated_idx_file_is_reported_with_its_sizes(tmp_path):
 def test_bad_batch_size_is_rejected():
     with pytest.raises(ValueError, match="batch_size"):
         utils.Loader(torch.zeros(4, 28, 28, dtype=torch.uint8), torch.zeros(4, dtype=torch.long), 0)
+
+
+def test_holdout_evaluates_on_the_last_training_images_and_trains_on_the_rest(mnist):
+    train_x, train_y, _, _ = mnist
+    train, held = utils.mnist_loaders(holdout=10000)
+    assert len(train.labels) == 50000 and len(held.labels) == 10000
+    assert torch.equal(held.images, train_x[-10000:]) and torch.equal(train.labels, train_y[:50000])
+
+
+@pytest.mark.parametrize("holdout", [-1, 60000])
+def test_holdout_out_of_range_is_a_clear_error(holdout):
+    with pytest.raises(ValueError, match="holdout must be between 0 and 59999"):
+        utils.mnist_loaders(holdout=holdout)

@@ -113,3 +113,38 @@ def test_unknown_device_is_a_clear_error():
 def test_missing_device_is_an_error_not_a_silent_fallback():
     with pytest.raises(RuntimeError, match="'cuda' was asked for but is not available"):
         utils.get_device("cuda")
+
+
+def test_ema_warm_up_follows_the_training_from_the_first_steps(small_loaders):
+    train, test = small_loaders
+    utils.set_seed(0)
+    net = models.Model_3()
+    ema = utils.make_ema(net, decay=0.999)
+    opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+    history = utils.fit(net, train, test, opt, epochs=1, ema=ema, progress=False, log=lambda s: None)
+    _, plain = utils.evaluate(net, test)
+    assert history["test_acc"][0] > 50, "a fixed 0.999 average of 8 steps would still be the random start"
+    assert abs(history["test_acc"][0] - plain) < 25
+
+
+def test_recorded_settings_are_the_ones_the_optimizer_and_scheduler_ran_with(small_loaders):
+    train, test = small_loaders
+    net = models.Model_3()
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4)
+    cyc = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, epochs=2, steps_per_epoch=len(train),
+                                              pct_start=0.25)
+    s = utils.run_settings(net, train, opt, cyc, test_loader=test)
+    assert s["optimizer"] == "SGD" and s["nesterov"] is True and s["weight_decay"] == 1e-4
+    assert s["scheduler"]["name"] == "OneCycleLR" and s["scheduler"]["cycle_momentum"] is True
+    assert s["scheduler"]["max_lr"] == 0.1 and s["scheduler"]["pct_start"] == 0.25
+    assert s["scheduler"]["total_steps"] == 2 * len(train)
+    assert s["momentum"] == opt.param_groups[0]["momentum"] == 0.95, "cycled: it starts at max_momentum"
+    assert s["base_momentum"] == 0.85 and s["max_momentum"] == 0.95
+    assert s["batch_size"] == 128 and s["test_images"] == 10000 and s["train_images"] == 1024
+    assert s["dropout"] == sorted({m.p for m in net.modules() if isinstance(m, torch.nn.Dropout)})
+
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    fixed = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, epochs=2, steps_per_epoch=len(train),
+                                                cycle_momentum=False)
+    s = utils.run_settings(net, train, opt, fixed)
+    assert s["momentum"] == 0.9 and s["scheduler"]["cycle_momentum"] is False and "max_momentum" not in s

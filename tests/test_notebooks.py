@@ -9,6 +9,7 @@ import torch
 
 import model as models
 import run_notebooks as runner
+import sync_docs
 import utils
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,7 +26,7 @@ def code_cells(step):
 
 
 def record(step):
-    return utils.load_results(ROOT / "results" / f"step{step}.json")
+    return utils.load_record(ROOT / "results" / f"step{step}.json")
 
 
 def text_of(output):
@@ -58,12 +59,46 @@ def test_imports_its_model_and_defines_no_module_or_loop(step):
     assert ".backward(" not in source and "for x, y in" not in source, "loops belong in utils.py"
 
 
+def colab_cell(step):
+    cells = [c for c in code_cells(step) if "google.colab" in "".join(c["source"])]
+    assert len(cells) == 1
+    return "".join(cells[0]["source"])
+
+
 @pytest.mark.parametrize("step", STEPS)
 def test_colab_cell_acts_only_in_colab(step):
-    colab = [c for c in code_cells(step) if "google.colab" in "".join(c["source"])]
-    assert len(colab) == 1
-    assert 'if "google.colab" in sys.modules:' in "".join(colab[0]["source"])
+    assert 'if "google.colab" in sys.modules:' in colab_cell(step)
     assert "colab.research.google.com" in "".join(notebook(step)["cells"][0]["source"])
+
+
+def fake_colab(monkeypatch):
+    """Pretend to be in Colab; returns the list that records every fetch and install."""
+    import subprocess
+    import sys
+    import types
+    import urllib.request
+    calls = []
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    monkeypatch.setattr(urllib.request, "urlretrieve", lambda url, name: calls.append((url, name)))
+    monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: calls.append(tuple(cmd)))
+    return calls
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_colab_cell_with_the_placeholder_repo_stops_before_any_fetch(step, monkeypatch):
+    calls = fake_colab(monkeypatch)
+    with pytest.raises(ValueError, match=r"set `repo` in the parameters cell"):
+        exec(colab_cell(step), {"repo": runner.PLACEHOLDER_REPO})
+    assert calls == []
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_colab_cell_with_a_fork_fetches_the_library_and_installs_torchsummary(step, monkeypatch):
+    calls = fake_colab(monkeypatch)
+    exec(colab_cell(step), {"repo": "octo/s7"})
+    assert ("https://raw.githubusercontent.com/octo/s7/main/model.py", "model.py") in calls
+    assert ("https://raw.githubusercontent.com/octo/s7/main/utils.py", "utils.py") in calls
+    assert any("torchsummary==1.5.1" in call for call in calls if isinstance(call, tuple))
 
 
 # ----------------------------------------------------------------------------- smoke run
@@ -77,7 +112,7 @@ def test_quick_papermill_run_of_every_notebook_writes_its_results(tmp_path):
     notebooks = {s: hashlib.sha256((ROOT / n).read_bytes()).hexdigest() for s, n in runner.NOTEBOOKS.items()}
     assert runner.main(["--quick", "--device", "cpu", "--out", str(tmp_path)]) == 0
     for step in STEPS:
-        rec = utils.load_results(tmp_path / "results" / f"step{step}.json")
+        rec = utils.load_record(tmp_path / "results" / f"step{step}.json")
         assert rec["epochs"] == 1 and rec["model"] == f"Model_{step}"
         assert (tmp_path / "results" / f"Model_{step}.pt").is_file()
         assert (tmp_path / runner.NOTEBOOKS[step]).is_file()
@@ -87,6 +122,25 @@ def test_quick_papermill_run_of_every_notebook_writes_its_results(tmp_path):
 
 
 # ----------------------------------------------------------------------------- the committed run
+
+@pytest.mark.parametrize("step", STEPS)
+def test_results_were_made_by_the_committed_model_and_utils(step):
+    rec = record(step)
+    assert rec["code"] == {name: utils.file_sha256(ROOT / name) for name in utils.CODE_FILES}, \
+        f"results/step{step}.json was made by another model.py or utils.py: re-run the notebook"
+
+
+def test_seeds_were_made_by_the_committed_code_with_step3_settings():
+    seeds = json.loads((ROOT / "results" / "seeds.json").read_text())
+    step3 = record(3)
+    assert seeds["code"] == step3["code"]
+    assert seeds["settings"] == step3["settings"] and seeds["epochs"] == step3["epochs"]
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_no_recorded_epoch_scores_near_chance(step):
+    assert min(record(step)["history"]["test_acc"]) >= 15
+
 
 def test_step3_meets_the_bar():
     rec = record(3)
@@ -98,14 +152,14 @@ def test_step3_meets_the_bar():
 
 @pytest.mark.parametrize("step", STEPS)
 def test_result_block_is_the_one_written_from_the_results_file(step):
-    block = runner.sections(ROOT / runner.NOTEBOOKS[step])["result"]
+    block = sync_docs.sections(ROOT / runner.NOTEBOOKS[step])["result"]
     assert block == utils.result_markdown(record(step))
 
 
 @pytest.mark.parametrize("step", STEPS)
 def test_every_number_in_the_result_block_is_in_the_results_file(step):
-    rec, block = record(step), runner.sections(ROOT / runner.NOTEBOOKS[step])["result"]
-    s = utils.summarize(rec["history"])
+    rec, block = record(step), sync_docs.sections(ROOT / runner.NOTEBOOKS[step])["result"]
+    s = utils.score_history(rec["history"])
     assert f"Parameters: {rec['params']:,}" in block
     assert f"{s['best_train']:.2f}% (epoch {s['best_train_epoch']})" in block
     assert f"{s['best_test']:.2f}% (epoch {s['best_test_epoch']})" in block
@@ -131,7 +185,7 @@ def cell_text(step, needle):
 def test_printed_summary_and_receptive_field_are_the_recorded_ones(step):
     rec = record(step)
     net = getattr(models, rec["model"])()
-    assert f"Trainable params: {rec['params']:,}" in cell_text(step, "show_summary")
+    assert f"Trainable params: {rec['params']:,}" in cell_text(step, "print_layers")
     assert rec["rf_table"] == utils.format_rf_table(utils.receptive_field(net))
     assert rec["receptive_field"] == utils.receptive_field(net)[-1]["rf"]
     assert rec["rf_table"] in cell_text(step, "format_rf_table")
@@ -150,8 +204,8 @@ def test_committed_weights_give_the_recorded_test_accuracy(step, mnist):
 
 def test_readme_generated_sections_are_up_to_date():
     text = (ROOT / "README.md").read_text()
-    assert runner.GENERATED.search(text), "README has no generated sections"
-    assert runner.render_readme(text) == text, "run `python run_notebooks.py --readme`"
+    assert sync_docs.GENERATED.search(text), "README has no generated sections"
+    assert sync_docs.render_readme(text) == text, "run `python run_notebooks.py --readme`"
 
 
 # ----------------------------------------------------------------------------- hygiene
@@ -204,3 +258,11 @@ def test_readme_claims_of_consistency_are_backed_by_step3_and_every_seed():
 def test_consistency_claim_detector_tells_claims_from_denials():
     assert claims_consistency("It holds 99.4% consistently over the last epochs.")
     assert not claims_consistency("The target is not met consistently.")
+
+
+def test_seeds_record_holds_seeds_1_to_10_each_at_the_bar_in_its_last_5_epochs():
+    seeds = json.loads((ROOT / "results" / "seeds.json").read_text())
+    assert [row["seed"] for row in seeds["seeds"]] == list(range(1, 11))
+    for row in seeds["seeds"]:
+        assert len(row["test_acc"]) == seeds["epochs"] <= 15
+        assert min(row["test_acc"][-5:]) == row["min_last"] >= 99.4, f"seed {row['seed']}"

@@ -15,7 +15,7 @@ def test_results_json_round_trip(tmp_path, small_loaders):
                         progress=False, log=lambda s: None)
     record = utils.save_run(net, history, step=2, seed=1, device="cpu", wall_seconds=3.21,
                             settings={"lr": 0.01}, results_dir=tmp_path)
-    loaded = utils.load_results(tmp_path / "step2.json")
+    loaded = utils.load_record(tmp_path / "step2.json")
     assert loaded == json.loads(json.dumps(record))
     assert loaded["model"] == "Model_2" and loaded["params"] == utils.count_params(net)
     assert loaded["receptive_field"] == 28 and loaded["epochs"] == 1
@@ -37,7 +37,7 @@ def test_checkpoint_reload_gives_the_same_test_accuracy(tmp_path, small_loaders)
 
 def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
     path = tmp_path / "step3.json"
-    utils.save_results({"model": "Model_3", "params": 1, "history": {}}, path)
+    utils.write_json({"model": "Model_3", "params": 1, "history": {}}, path)
 
     def broken(tmp):
         open(tmp, "w").write("{half")
@@ -51,14 +51,14 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
 
 def test_missing_results_file_says_to_run_the_notebook(tmp_path):
     with pytest.raises(FileNotFoundError, match="run the notebook first"):
-        utils.load_results(tmp_path / "step1.json")
+        utils.load_record(tmp_path / "step1.json")
 
 
 def test_foreign_json_is_not_taken_for_a_results_file(tmp_path):
     path = tmp_path / "step1.json"
     path.write_text('{"hello": 1}')
     with pytest.raises(ValueError, match="lacks model, params, history"):
-        utils.load_results(path)
+        utils.load_record(path)
 
 
 def test_weights_load_refuses_pickled_code(tmp_path):
@@ -83,3 +83,17 @@ def test_result_markdown_reports_the_last_five_epochs():
     assert "99.41, 99.45, 99.40, 99.50, 99.43 (%); min 99.40%, all >= 99.4%" in text
     history["test_acc"][-1] = 99.39
     assert "not met consistently" in utils.result_markdown(record)
+
+
+def test_record_names_the_code_that_made_it(tmp_path, small_loaders):
+    train, test = small_loaders
+    net = models.Model_2()
+    history = utils.fit(net, train, test, torch.optim.SGD(net.parameters(), lr=0.01), epochs=1,
+                        progress=False, log=lambda s: None)
+    rec = utils.make_record(net, history, seed=1, device="cpu", wall_seconds=1.0)
+    root = utils.Path(utils.__file__).parent
+    assert rec["code"] == {"model.py": utils.file_sha256(root / "model.py"),
+                           "utils.py": utils.file_sha256(root / "utils.py")}
+    assert len(rec["code"]["utils.py"]) == 64
+    assert rec["torch"] == torch.__version__ and rec["threads"] == torch.get_num_threads()
+    assert rec["git_commit"] is None or len(rec["git_commit"]) == 40

@@ -1,9 +1,11 @@
 """The papermill runner: arguments, failures, README generation."""
 import json
+from pathlib import Path
 
 import pytest
 
 import run_notebooks as runner
+import sync_docs
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -22,36 +24,81 @@ def test_bad_arguments_are_rejected_with_a_reason(argv, message, capsys):
 def test_quick_mode_writes_outside_the_committed_files():
     args = runner.parse_args(["--quick"])
     params = runner.notebook_parameters(args)
-    assert args.out == "runs/quick" and params["results_dir"] == "runs/quick/results"
-    assert params["epochs"] == 1 and params["train_subset"] == 2000
+    assert args.out == "runs/quick"
+    assert params == {"epochs": 1, "train_subset": 2000, "progress": False}
+
+
+def test_a_plain_full_run_passes_no_parameters_so_no_cell_is_injected():
+    assert runner.notebook_parameters(runner.parse_args([])) == {}
 
 
 def test_a_failing_notebook_is_named_with_its_cell(tmp_path, capsys, monkeypatch):
-    def failing(step, out_dir=None, parameters=None):
-        raise runner.NotebookFailed(f"{runner.NOTEBOOKS[step]} failed in cell 4 (ValueError: boom)")
+    def failing(src, stage, *args, **kwargs):
+        raise runner.NotebookFailed(f"{src} failed in cell 4 (ValueError: boom)")
     monkeypatch.setattr(runner, "execute", failing)
     assert runner.main(["--steps", "2", "--out", str(tmp_path)]) == 1
     assert "Step2_LightModel.ipynb failed in cell 4 (ValueError: boom)" in capsys.readouterr().err
+    assert not list(tmp_path.glob(".staging-*")), "the staging folder is removed"
 
 
-def test_papermill_failure_reports_notebook_cell_and_error(tmp_path):
+def test_papermill_failure_reports_notebook_cell_error_and_traceback_tail(tmp_path):
     with pytest.raises(runner.NotebookFailed) as err:
-        runner.execute(2, tmp_path, {"device": "tpu", "results_dir": str(tmp_path)})
+        runner.execute(runner.NOTEBOOKS[2], tmp_path, {"device": "tpu"}, on_line=lambda line: None)
     message = str(err.value)
     assert message.startswith("Step2_LightModel.ipynb failed in cell")
     assert "unknown device 'tpu'" in message
+    assert "Traceback" in message or "get_device" in message, "the tail of the traceback is kept"
+
+
+def tiny_notebook(folder, source):
+    import nbformat
+    path = Path(folder) / "Tiny.ipynb"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell(source)])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, str(path))
+    stage = Path(folder) / "stage"
+    stage.mkdir()
+    return path, stage
+
+
+@pytest.mark.parametrize("source, timeout, words", [
+    ("import os; os._exit(3)", None, ("DeadKernel", "died")),
+    ("import time; time.sleep(60)", 3, ("Timeout", "timed out"))], ids=["dead kernel", "timeout"])
+def test_a_dead_kernel_or_a_timeout_is_reported_with_the_notebook_name(tmp_path, source, timeout, words):
+    path, stage = tiny_notebook(tmp_path, source)
+    with pytest.raises(runner.NotebookFailed) as err:
+        runner.execute(path, stage, on_line=lambda line: None, timeout=timeout)
+    assert str(err.value).startswith("Tiny.ipynb failed")
+    assert any(w in str(err.value) for w in words), str(err.value)
+
+
+def test_quick_run_shows_each_epoch_and_the_step_line_but_no_kernel_warning(tmp_path, capsys):
+    assert runner.main(["--quick", "--steps", "1", "--out", str(tmp_path)]) == 0
+    out, err = capsys.readouterr()
+    assert "== step 1: Step1_Skeleton.ipynb" in out
+    assert "  step 1 | epoch  1 | lr " in out
+    assert "step 1 Step1_Skeleton.ipynb" in out and "min last 5" in out
+    assert "without encryption" not in out + err
+
+
+@pytest.mark.parametrize("url, repo", [
+    ("https://github.com/octo/s7.git", "octo/s7"), ("git@github.com:octo/s7.git", "octo/s7"),
+    ("https://github.com/octo/s7", "octo/s7"), ("https://gitlab.com/octo/s7.git", None),
+    ("/srv/git/s7", None)])
+def test_github_repository_is_read_from_the_origin_address(url, repo):
+    assert runner.github_repo(url) == repo
 
 
 def test_readme_marker_with_an_unknown_name_is_an_error(tmp_path):
     (tmp_path / "results").mkdir()
-    with pytest.raises(KeyError, match="'sedes' names no known section"):
-        runner.render_readme("<!-- generated:sedes:begin -->\nold\n<!-- generated:sedes:end -->", tmp_path)
+    with pytest.raises(sync_docs.DocsError, match="'sedes' names no known section"):
+        sync_docs.render_readme("<!-- generated:sedes:begin -->\nold\n<!-- generated:sedes:end -->", tmp_path)
 
 
 def test_readme_sections_without_results_say_how_to_make_them(tmp_path):
     (tmp_path / "results").mkdir()
     text = "<!-- generated:seeds:begin -->\nold\n<!-- generated:seeds:end -->"
-    assert "Not run yet: `python run_notebooks.py --steps 3 --seeds 1 2 3 4 5`" in runner.render_readme(text, tmp_path)
+    assert "Not run yet: `python run_notebooks.py --steps 3 --seeds 1 2 3 4 5 6 7 8 9 10`" in sync_docs.render_readme(text, tmp_path)
 
 
 def test_seeds_record_keeps_each_seed_curve_and_its_minimum():
@@ -62,5 +109,30 @@ def test_seeds_record_keeps_each_seed_curve_and_its_minimum():
                              rec(2, [99.0, 99.1, 99.2, 99.3, 99.5, 99.6])])
     assert [r["min_last"] for r in s["seeds"]] == [99.41, 99.1]
     assert s["seeds"][1]["best"] == 99.6 and s["seeds"][1]["last"] == 99.6
-    table = runner.seeds_table(json.loads(json.dumps(s)))
+    table = sync_docs.seeds_table(json.loads(json.dumps(s)))
     assert "| 2 | 99.10% | 99.60% | 99.60% | **no** |" in table
+
+
+def test_repo_option_points_every_badge_and_parameter_at_the_fork(tmp_path):
+    import shutil, subprocess, sys
+    from test_staging import SKIP
+    repo = tmp_path / "repo"
+    shutil.copytree(runner.ROOT, repo, ignore=SKIP)
+    out = subprocess.run([sys.executable, "run_notebooks.py", "--repo", "octo/s7"], cwd=repo,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    for name in runner.NOTEBOOKS.values():
+        nb = json.loads((repo / name).read_text())
+        first = "".join(nb["cells"][0]["source"])
+        assert f"colab.research.google.com/github/octo/s7/blob/main/{name}" in first
+        params = [c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", [])][0]
+        assert 'repo = "octo/s7"' in "".join(params["source"])
+        assert "OWNER/REPO" not in json.dumps(nb)
+    assert not list((repo / "results").glob("*.tmp")) and not (repo / "runs").exists(), "nothing ran"
+
+
+@pytest.mark.parametrize("bad", ["octo", "octo/s7/extra", "https://github.com/octo/s7"])
+def test_repo_option_rejects_what_is_not_owner_slash_name(bad, capsys):
+    with pytest.raises(SystemExit):
+        runner.parse_args(["--repo", bad])
+    assert "owner/name" in capsys.readouterr().err

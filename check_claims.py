@@ -1,0 +1,102 @@
+"""Check every claim of the committed series without training (for graders).
+
+    python run_notebooks.py --check     # or: python check_claims.py
+
+Re-scores each saved model (results/Model_N.pt) on the MNIST test set with the class from
+model.py, recounts its parameters, recomputes its receptive field, and compares all of it with
+results/stepN.json, the notebooks' Result blocks and the README; then prints one row per rule
+of the assignment with its evidence.  Exits 1 when any row fails.
+"""
+import json
+import sys
+from pathlib import Path
+
+import sync_docs
+from sync_docs import NOTEBOOKS, TARGET, WINDOW
+
+ROOT = Path(__file__).resolve().parent
+
+
+def rescore(record, res, test):
+    """(test accuracy %, parameters, receptive field) of the saved weights of a record."""
+    import model as models
+    import utils
+    net = getattr(models, record["model"])()
+    utils.load_weights(net, Path(res) / f"{record['model']}.pt")
+    _, acc = utils.evaluate(net, test)
+    return acc, utils.count_params(net), utils.receptive_field(net)[-1]["rf"]
+
+
+def step_checks(step, record, root, test):
+    """[(check, evidence, ok)] tying one step's record to its weights, code and notebook."""
+    import utils
+    res = Path(root) / "results"
+    acc, params, rf = rescore(record, res, test)
+    recorded = record["history"]["test_acc"][-1]
+    code = {name: utils.file_sha256(Path(root) / name) for name in utils.CODE_FILES}
+    block = sync_docs.sections(Path(root) / NOTEBOOKS[step]).get("result", "")
+    return [
+        (f"Step {step}: saved {record['model']} re-scored on the test set",
+         f"{acc:.2f}% now, {recorded:.2f}% recorded for the last epoch", abs(acc - recorded) <= 0.01 + 1e-9),
+        (f"Step {step}: parameters and receptive field", f"{params:,} params, RF {rf} (recorded "
+         f"{record['params']:,}, RF {record['receptive_field']})",
+         (params, rf) == (record["params"], record["receptive_field"])),
+        (f"Step {step}: made by the committed model.py and utils.py",
+         "sha256 " + ("equal" if record.get("code") == code else "differ: re-run the notebook"),
+         record.get("code") == code),
+        (f"Step {step}: Result block written from step{step}.json", NOTEBOOKS[step],
+         block == utils.result_markdown(record)),
+    ]
+
+
+def seeds_checks(seeds, step3):
+    """The seeds run used the committed notebook's settings and code, and every seed has its curve."""
+    if seeds is None:
+        return [("Seeds run present", "no results/seeds.json", False)]
+    same = {k: seeds.get(k) == step3.get(k) for k in ("model", "params", "epochs", "settings", "code")}
+    curves = all(min(r["test_acc"][-WINDOW:]) == r["min_last"] for r in seeds["seeds"])
+    return [("Seeds: same model, settings and code as Step 3",
+             ", ".join(k for k, ok in same.items() if not ok) or "all equal", all(same.values())),
+            ("Seeds: each seed's minimum is the one of its curve", f"{len(seeds['seeds'])} seeds", curves)]
+
+
+def check(root=ROOT, device="cpu"):
+    """[(check, evidence, ok)] for the committed state under root."""
+    import utils
+    res = Path(root) / "results"
+    records = sync_docs.load_records(res)
+    seeds = json.loads((res / "seeds.json").read_text()) if (res / "seeds.json").is_file() else None
+    _, test = utils.mnist_loaders(batch_size=1000, device=device)
+    rows = [("Every step has its results file", ", ".join(f"step{s}.json" for s in records),
+             sorted(records) == sorted(NOTEBOOKS))]
+    for step, record in records.items():
+        rows += step_checks(step, record, root, test)
+    if 3 in records:
+        rows += seeds_checks(seeds, records[3])
+    rows += [(name, evidence, met) for name, met, evidence in sync_docs.constraints(records, seeds)]
+    readme = (Path(root) / "README.md").read_text()
+    rows.append(("README tables and checklist written from results/", "README.md",
+                 sync_docs.render_readme(readme, root) == readme))
+    return rows
+
+
+def table(rows):
+    width = max(len(name) for name, _, _ in rows)
+    return "\n".join(f"{'PASS' if ok else 'FAIL'}  {name:<{width}}  {evidence}" for name, evidence, ok in rows)
+
+
+def main(root=ROOT, echo=print):
+    sys.path.insert(0, str(root))
+    try:
+        rows = check(root)
+    except (OSError, ValueError, KeyError, RuntimeError) as err:
+        echo(f"FAIL  the committed results could not be read: {err}")
+        return 1
+    echo(table(rows))
+    failed = sum(not ok for _, _, ok in rows)
+    echo(f"\n{len(rows) - failed} of {len(rows)} checks pass" + (f"; {failed} FAIL" if failed else ""))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

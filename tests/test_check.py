@@ -1,0 +1,41 @@
+"""`python run_notebooks.py --check`: the graders' re-scoring of the committed state."""
+import json
+import shutil
+
+import check_claims
+import run_notebooks as runner
+from test_staging import SKIP
+
+RULES = ("each of the last 5 epochs", "Fewer than 8,000 parameters", "At most 15 epochs",
+         "Target / Result / Analysis", "Receptive field", "seeds")
+
+
+def test_check_passes_on_the_committed_state_and_prints_one_row_per_rule(capsys):
+    assert runner.main(["--check"]) == 0
+    out = capsys.readouterr().out
+    assert "FAIL" not in out
+    for rule in RULES:
+        assert any(line.startswith("PASS") and rule in line for line in out.splitlines()), rule
+    for step in (1, 2, 3):
+        assert f"PASS  Step {step}: saved Model_{step} re-scored on the test set" in out
+
+
+def test_check_fails_when_a_recorded_test_accuracy_is_changed_by_hand(tmp_path, capsys):
+    repo = tmp_path / "repo"
+    shutil.copytree(runner.ROOT, repo, ignore=SKIP)
+    path = repo / "results" / "step3.json"
+    record = json.loads(path.read_text())
+    record["history"]["test_acc"][-1] += 0.05
+    path.write_text(json.dumps(record))
+    assert check_claims.main(repo) == 1
+    out = capsys.readouterr().out
+    assert "FAIL  Step 3: saved Model_3 re-scored on the test set" in out
+    assert "FAIL" in out.splitlines()[-1]
+
+
+def test_check_fails_when_the_code_is_not_the_one_that_made_the_results(tmp_path, capsys):
+    repo = tmp_path / "repo"
+    shutil.copytree(runner.ROOT, repo, ignore=SKIP)
+    (repo / "utils.py").write_text((repo / "utils.py").read_text() + "\n# changed\n")
+    assert check_claims.main(repo) == 1
+    assert "FAIL  Step 1: made by the committed model.py and utils.py" in capsys.readouterr().out
