@@ -75,12 +75,13 @@ def test_result_markdown_reports_the_last_five_epochs():
                          test_acc=acc, seconds=1.0).items():
             history[k].append(v)
     record = dict(params=6000, receptive_field=28, epochs=7, seed=1, wall_seconds=7.0,
-                  device="cpu", history=history)
+                  device="cpu", threads=2, history=history)
     text = utils.result_markdown(record)
     assert "Best test accuracy: 99.50% (epoch 6)" in text
     assert "Best train accuracy: 98.70% (epoch 7)" in text
     assert "99.00, 99.41, 99.45, 99.40, 99.50" not in text
     assert "99.41, 99.45, 99.40, 99.50, 99.43 (%); min 99.40%, all >= 99.4%" in text
+    assert "7 epochs, seed 1, 7 s on cpu, 2 CPU threads" in text
     history["test_acc"][-1] = 99.39
     assert "not met consistently" in utils.result_markdown(record)
 
