@@ -482,7 +482,16 @@ def main(argv=None):
         STOPPING.clear()  # main() can be called again (tests)
         signal.signal(signal.SIGTERM, previous)
         if not args.out:
-            print("README updated" if sync_docs.write_readme() else "README already up to date")
+            update_readme()
+
+
+def update_readme():
+    """Rewrite the README's generated sections from what is in results/ now; a problem is
+    reported, not raised, so that it never hides the run's own outcome."""
+    try:
+        print("README updated" if sync_docs.write_readme() else "README already up to date")
+    except (OSError, ValueError, KeyError) as err:
+        print(f"README not updated: {type(err).__name__}: {err}", file=sys.stderr)
 
 
 if __name__ == "__main__":

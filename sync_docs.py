@@ -96,8 +96,13 @@ def steps_table(records):
         lines.append(f"| [{step}]({NOTEBOOKS[step]}) | {r['model']} | {r['params']:,} | "
                      f"{r['receptive_field']} | {s['best_test']:.2f}% (epoch {s['best_test_epoch']}) | "
                      f"{s['min_last']:.2f}% | {r['epochs']} | {r['wall_seconds']:.0f} s | "
-                     f"{r['device']}, {r['threads']} threads |")
+                     f"{r['device']}, {threads(r)} |")
     return "\n".join(lines) + "\n"
+
+
+def threads(record):
+    n = record.get("threads")
+    return "threads not recorded" if n is None else f"{n} CPU thread{'s' if n != 1 else ''}"
 
 
 def correct_digits(accuracy, images):
@@ -142,7 +147,7 @@ def checklist(records, seeds):
 def seeds_table(s):
     n = s.get("test_images", 10000)
     lines = [f"{s['model']} ({s['params']:,} parameters), {s['epochs']} epochs, on {s['device']}, "
-             f"{s['threads']} CPU thread{'s' if s['threads'] != 1 else ''} per run.", "",
+             f"{threads(s)} per run.", "",
              f"| Seed | Min test acc, last {s['window']} | Correct digits at that epoch | Last | Best | "
              f">= {s['target']}% throughout |", "|---:|---:|---:|---:|---:|---|"]
     for row in s["seeds"]:
@@ -163,7 +168,7 @@ def performance(res):
     for name in sorted(Path(res).glob("benchmark*.json")):
         b = json.loads(name.read_text())
         aug = f"rotation +-{b['degrees']:g} degrees" + (f" and shift {b['translate']:g}" if b["translate"] else "")
-        lines += [f"Pipeline benchmark on {b['device']} ({b['batches']} batches of {b['batch_size']}, "
+        lines += [f"Pipeline benchmark on {b['hardware']}, {threads(b)} ({b['batches']} batches of {b['batch_size']}, "
                   f"{aug}, {b['repeats']} repeats, median):", "",
                   "| Pipeline | Images / s | Seconds per epoch (60,000 images) |", "|---|---:|---:|",
                   f"| (a) torchvision transforms + DataLoader | {b['a_images_per_s']:,.0f} | "

@@ -25,9 +25,10 @@ import utils  # noqa: E402
 from model import Model_3  # noqa: E402
 
 
-def seed_style_loader(root, batch_size, workers):
+def seed_style_loader(root, batch_size, workers, degrees=7.0, translate=0.0):
     from torchvision import datasets, transforms
-    tf = transforms.Compose([transforms.RandomRotation((-7.0, 7.0), fill=0), transforms.ToTensor(),
+    tf = transforms.Compose([transforms.RandomAffine(degrees, translate=(translate, translate) if translate else None,
+                                                     fill=0), transforms.ToTensor(),
                              transforms.Normalize((utils.MEAN,), (utils.STD,))])
     utils.check_mnist_files(root)
     data = datasets.MNIST(str(root), train=True, download=False, transform=tf)
@@ -65,6 +66,8 @@ def main(argv=None):
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers for (a)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--degrees", type=float, default=7.0, help="rotation range, as in Step 3")
+    p.add_argument("--translate", type=float, default=0.1, help="shift range, as in Step 3")
     p.add_argument("--data-dir", help="folder holding MNIST/raw (default: $MNIST_DATA_DIR, else ./data)")
     p.add_argument("--out", default=str(ROOT / "results" / "benchmark.json"))
     args = p.parse_args(argv)
@@ -75,9 +78,10 @@ def main(argv=None):
     utils.set_seed(0)
     model = Model_3().to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True)
-    a_loader = seed_style_loader(root, args.batch_size, args.workers)
+    a_loader = seed_style_loader(root, args.batch_size, args.workers, args.degrees, args.translate)
     train_x, train_y = utils.load_mnist(root, train=True)
-    b_loader = utils.Loader(train_x, train_y, args.batch_size, shuffle=True, degrees=7.0, device=device)
+    b_loader = utils.Loader(train_x, train_y, args.batch_size, shuffle=True, degrees=args.degrees,
+                            translate=args.translate, device=device)
     timed_steps(model, optimizer, b_loader, device, 10)  # warm-up: kernels, allocator
     times = {"a": [], "b": []}
     for r in range(args.repeats):
@@ -86,13 +90,13 @@ def main(argv=None):
         print(f"repeat {r + 1}: (a) {times['a'][-1]:.2f} s  (b) {times['b'][-1]:.2f} s", flush=True)
     images = args.batches * args.batch_size
     a_rate, b_rate = (images / statistics.median(times[k]) for k in ("a", "b"))
-    result = dict(hardware=hardware(device), device=device.type, torch=torch.__version__,
-                  batches=args.batches, batch_size=args.batch_size, repeats=args.repeats,
+    result = dict(utils.provenance(device), hardware=hardware(device), degrees=args.degrees,
+                  translate=args.translate, batches=args.batches, batch_size=args.batch_size, repeats=args.repeats,
                   workers=args.workers, a_seconds=times["a"], b_seconds=times["b"],
                   a_images_per_s=a_rate, b_images_per_s=b_rate, ratio=b_rate / a_rate)
     print(f"hardware: {result['hardware']}")
     print(f"(a) torchvision transforms + DataLoader({args.workers} workers): {a_rate:,.0f} images/s")
-    print(f"(b) tensors on {device.type} + batched rotation:            {b_rate:,.0f} images/s")
+    print(f"(b) tensors on {device.type} + batched rotation and shift:  {b_rate:,.0f} images/s")
     print(f"ratio b/a: {result['ratio']:.2f}x")
     utils.write_json(result, args.out)
     print(f"wrote {os.path.relpath(args.out, ROOT)}")
