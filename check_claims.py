@@ -46,6 +46,8 @@ def step_checks(step, record, root, test):
          record.get("code") == code),
         (f"Step {step}: Result block written from step{step}.json", NOTEBOOKS[step],
          block == utils.result_markdown(record)),
+        (f"Step {step}: evaluated on the MNIST test set", record["settings"].get("evaluated_on", "not recorded"),
+         record["settings"].get("evaluated_on") == "test set"),
     ]
 
 

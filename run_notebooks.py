@@ -383,6 +383,8 @@ def parse_args(argv=None):
     p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
     p.add_argument("--data-dir", help="folder holding MNIST/raw (default: $MNIST_DATA_DIR, else ./data)")
     p.add_argument("--train-subset", type=int, help="train on the first N images only (smoke runs)")
+    p.add_argument("--holdout", type=int, help="Step 3: evaluate on the last N training images instead "
+                   "of the test set (choosing a recipe; needs --out)")
     p.add_argument("--quick", action="store_true", help="1 epoch on 2,000 images (smoke run)")
     p.add_argument("--out", help="write notebooks and results here instead of in place")
     p.add_argument("--timeout", type=int, help="seconds a cell may run before the run fails")
@@ -394,12 +396,14 @@ def parse_args(argv=None):
         p.error(f"--epochs must be between 1 and 15, got {args.epochs}")
     if args.seeds and args.steps != [3] and args.steps != [1, 2, 3]:
         p.error("--seeds runs Step 3 only; drop --steps or use --steps 3")
-    for name in ("jobs", "threads", "train_subset", "timeout"):
+    for name in ("jobs", "threads", "train_subset", "timeout", "holdout"):
         value = getattr(args, name)
         if value is not None and value < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1, got {value}")
     if args.repo is not None and not re.fullmatch(r"[\w.-]+/[\w.-]+", args.repo):
         p.error(f"--repo takes a GitHub owner/name such as octo/s7, got {args.repo!r}")
+    if args.holdout is not None and (args.steps != [3] and not args.seeds or not args.out):
+        p.error("--holdout is for Step 3 runs written elsewhere: use --steps 3 (or --seeds) and --out DIR")
     if args.quick and not args.out:
         args.out = "runs/quick"
     return args
@@ -417,6 +421,8 @@ def notebook_parameters(args):
         params["device"] = args.device
     if args.train_subset:
         params["train_subset"] = args.train_subset
+    if args.holdout:
+        params["holdout"] = args.holdout
     if args.quick:
         params.update(epochs=1, train_subset=2000, progress=False)
     return params

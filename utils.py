@@ -186,6 +186,7 @@ def mnist_loaders(root=None, batch_size=128, train_subset=None, degrees=0.0, tra
     train = Loader(train_x, train_y, batch_size, shuffle=True, degrees=degrees,
                    translate=translate, seed=seed, device=device)
     test = Loader(test_x, test_y, test_batch_size, device=device)
+    test.split = f"last {holdout} training images (held out)" if holdout else "test set"
     return train, test
 
 
@@ -342,6 +343,7 @@ def run_settings(model, loader, optimizer, scheduler=None, ema=None, test_loader
     settings["ema_decay"] = getattr(ema, "decay", None) if ema is not None else None
     if test_loader is not None:
         settings["test_images"] = len(test_loader.labels)
+        settings["evaluated_on"] = getattr(test_loader, "split", "test set")
     return settings
 
 

@@ -47,11 +47,19 @@ def test_model_2_and_3_share_one_skeleton():
     assert shape(models.Model_2()) == shape(models.Model_3()) == shape(models.Model_1())
 
 
-def test_only_step_3_uses_batch_norm_and_dropout():
+def test_only_step_3_uses_batch_norm_and_dropout_is_its_switch():
     kinds = lambda net: {type(m) for m in net.modules()}
     for net in (models.Model_1(), models.Model_2()):
         assert not kinds(net) & {nn.BatchNorm2d, nn.Dropout, nn.Dropout2d}
-    assert {nn.BatchNorm2d, nn.Dropout} <= kinds(models.Model_3())
+    assert nn.BatchNorm2d in kinds(models.Model_3()) and nn.Dropout not in kinds(models.Model_3())
+    dropped = [m.p for m in models.Model_3(dropout=0.05).modules() if isinstance(m, nn.Dropout)]
+    assert dropped == [0.05] * 3, "after the 1x1 squeeze and the first two convs of block 2"
+
+
+def test_batch_norm_follows_every_conv_of_model_3_but_the_head():
+    convs = [m for m in models.Model_3().modules() if isinstance(m, nn.Conv2d)]
+    norms = [m for m in models.Model_3().modules() if isinstance(m, nn.BatchNorm2d)]
+    assert len(norms) == len(convs) - 1 and convs[-1].bias is not None
 
 
 def probe(net):
