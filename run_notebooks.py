@@ -3,6 +3,7 @@
     python run_notebooks.py                       # all three steps, full runs, in place
     python run_notebooks.py --steps 3 --quick     # one epoch on 2,000 images, into runs/quick
     python run_notebooks.py --steps 3 --seeds 1 2 3 --jobs 2   # Step 3 per seed -> results/seeds.json
+    python run_notebooks.py --seeds 101 102 --holdout 10000   # on held-out training images -> results/holdout.json
     python run_notebooks.py --check               # graders: re-score the saved models, check every claim
     python run_notebooks.py --repo OWNER/NAME     # point the Colab badges and cells at a fork
     python run_notebooks.py --readme              # only rewrite the README's generated sections
@@ -323,11 +324,12 @@ def seeds_record(records):
                 window=WINDOW, target=TARGET, seeds=rows)
 
 
-def save_seeds(record, res):
+def save_seeds(record, res, name="seeds"):
+    """results/<name>.json and <name>.png for a seeds run."""
     import utils
-    utils.write_json(record, Path(res) / "seeds.json")
-    utils.plot_seeds(record, Path(res) / "seeds.png", target=TARGET, window=WINDOW)
-    return Path(res) / "seeds.json"
+    utils.write_json(record, Path(res) / f"{name}.json")
+    utils.plot_seeds(record, Path(res) / f"{name}.png", target=TARGET, window=WINDOW)
+    return Path(res) / f"{name}.json"
 
 
 # ----------------------------------------------------------------------------- Colab
@@ -402,8 +404,8 @@ def parse_args(argv=None):
             p.error(f"--{name.replace('_', '-')} must be at least 1, got {value}")
     if args.repo is not None and not re.fullmatch(r"[\w.-]+/[\w.-]+", args.repo):
         p.error(f"--repo takes a GitHub owner/name such as octo/s7, got {args.repo!r}")
-    if args.holdout is not None and (args.steps != [3] and not args.seeds or not args.out):
-        p.error("--holdout is for Step 3 runs written elsewhere: use --steps 3 (or --seeds) and --out DIR")
+    if args.holdout is not None and not args.seeds and (args.steps != [3] or not args.out):
+        p.error("--holdout is for Step 3 runs kept apart from the record: use --seeds, or --steps 3 --out DIR")
     if args.quick and not args.out:
         args.out = "runs/quick"
     return args
@@ -437,10 +439,11 @@ def run(args, echo=print):
     threads = args.threads or (max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None)
     env = kernel_env(threads)
     start = time.perf_counter()
-    if args.seeds:
-        record = run_seeds(args.seeds, Path(args.out or "runs/seeds"), params, args.jobs, echo,
+    if args.seeds:  # held-out seeds choose the recipe (results/holdout.json); the rest are the record
+        name = "holdout" if args.holdout else "seeds"
+        record = run_seeds(args.seeds, Path(args.out or f"runs/{name}"), params, args.jobs, echo,
                            args.timeout, env)
-        echo(f"wrote {save_seeds(record, dest / 'results')}")
+        echo(f"wrote {save_seeds(record, ROOT / 'results' if args.holdout else dest / 'results', name)}")
         return
     times = run_steps(args.steps, dest, params, echo, args.timeout, env)
     total = time.perf_counter() - start
