@@ -165,6 +165,12 @@ class Loader:
             yield (x - MEAN) / STD, self.labels[idx]
 
 
+def clean_loader(loader, batch_size=1000):
+    """The same images as loader, in order and without augmentation: to score a model on its
+    training digits the way the test digits are scored."""
+    return Loader(loader.images, loader.labels, batch_size, device=loader.images.device)
+
+
 def mnist_loaders(root=None, batch_size=128, train_subset=None, degrees=0.0, translate=0.0,
                   seed=1, device="cpu", test_batch_size=1000, holdout=0):
     """(train loader, test loader) over MNIST held on the device.
@@ -376,6 +382,18 @@ def provenance(device):
                 device=device_name(device), threads=torch.get_num_threads())
 
 
+def final_scores(model, train_loader, history, log=print):
+    """Train and test scores of the final weights measured the same way (eval mode, no
+    augmentation, no dropout): the honest train-test gap.  Logs one line; returns the scores."""
+    train_loss, train_acc = evaluate(model, clean_loader(train_loader))
+    scores = dict(train_loss=train_loss, train_acc=train_acc, test_loss=history["test_loss"][-1],
+                  test_acc=history["test_acc"][-1])
+    log(f"final weights, eval mode | train loss {train_loss:.4f} acc {train_acc:6.2f}% (un-augmented) "
+        f"| test loss {scores['test_loss']:.4f} acc {scores['test_acc']:6.2f}% "
+        f"| gap {train_acc - scores['test_acc']:+.2f} pt")
+    return scores
+
+
 def final_model(model, ema=None):
     """The plain nn.Module whose weights were evaluated: the EMA copy when there is one."""
     return ema.module if ema is not None else model
@@ -569,13 +587,14 @@ def atomic_write(path, write):
     return path
 
 
-def make_record(model, history, seed, device, wall_seconds, settings=None):
-    """The JSON-ready record of one run, with what made it (provenance)."""
+def make_record(model, history, seed, device, wall_seconds, settings=None, final=None):
+    """The JSON-ready record of one run, with what made it (provenance).  final: scores of the
+    final weights measured after training (e.g. on the un-augmented training digits)."""
     rows = receptive_field(model)
     return dict(model=type(model).__name__, params=count_params(model),
                 receptive_field=rows[-1]["rf"], rf_table=format_rf_table(rows),
                 epochs=len(history["epoch"]), seed=seed, wall_seconds=round(wall_seconds, 1),
-                **provenance(device), settings=settings or {}, history=history)
+                **provenance(device), settings=settings or {}, final=final or {}, history=history)
 
 
 def score_history(history, window=5, target=99.4):
@@ -606,10 +625,10 @@ def result_markdown(record, window=5, target=99.4):
     ])
 
 
-def save_run(model, history, step, seed, device, wall_seconds, settings=None,
+def save_run(model, history, step, seed, device, wall_seconds, settings=None, final=None,
              results_dir="results"):
     """Write results/stepN.json and results/Model_N.pt; returns the record."""
-    record = make_record(model, history, seed, device, wall_seconds, settings)
+    record = make_record(model, history, seed, device, wall_seconds, settings, final)
     write_json(record, Path(results_dir) / f"step{step}.json")
     save_weights(model, Path(results_dir) / f"{record['model']}.pt")
     return record
