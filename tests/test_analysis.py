@@ -1,0 +1,68 @@
+"""Every factual sentence of the notebooks' Analysis blocks, checked against the run it describes.
+
+Each claim is a phrase that must stay in the Analysis and a check of the results record; edit
+one and the other must follow.
+"""
+import json
+from pathlib import Path
+
+import pytest
+
+import sync_docs
+import utils
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def rec(step):
+    return utils.load_record(ROOT / "results" / f"step{step}.json")
+
+
+def h(step, key):
+    return rec(step)["history"][key]
+
+
+def gaps(step):
+    return [a - b for a, b in zip(h(step, "train_acc"), h(step, "test_acc"))]
+
+
+def drops(values):
+    return sum(b < a for a, b in zip(values, values[1:]))
+
+
+def last_is_best(values, best=max):
+    return values[-1] == best(values)
+
+
+CLAIMS = {
+    1: [
+        ("far above chance after the first epoch", lambda: h(1, "test_acc")[0] > 90),
+        ("its training loss falls in almost every epoch", lambda: drops(h(1, "train_loss")) >= len(h(1, "train_loss")) - 3),
+        ("the test loss trends down with it", lambda: h(1, "test_loss")[-1] < h(1, "test_loss")[len(h(1, "test_loss")) // 2] < h(1, "test_loss")[0]),
+        ("it drops from one epoch to the next several times in the second half", lambda: drops(h(1, "test_acc")[7:]) >= 3),
+        ("train accuracy reaches its best in the last epoch", lambda: last_is_best(h(1, "train_acc"))),
+        ("the test loss, its lowest in the last epoch", lambda: last_is_best(h(1, "test_loss"), min)),
+        ("from epoch 13 on train accuracy runs ahead of test accuracy", lambda: all(g > 0 for g in gaps(1)[12:])),
+        ("do better on the training digits than on the test digits", lambda: rec(1)["final"]["train_acc"] > rec(1)["final"]["test_acc"]),
+        ("far over the 8,000-parameter budget", lambda: rec(1)["params"] > 2 * 8000),
+    ],
+    2: [
+        ("train and test accuracy both stay below Step 1's in every epoch",
+         lambda: all(a < b for a, b in zip(h(2, "train_acc"), h(1, "train_acc")))
+         and all(a < b for a, b in zip(h(2, "test_acc"), h(1, "test_acc")))),
+        ("over the last five epochs it is on average larger than Step 1's", lambda: sum(gaps(2)[-5:]) > sum(gaps(1)[-5:])),
+        ("the test loss rises over epochs 12 to 14 while the training loss keeps falling",
+         lambda: h(2, "test_loss")[11] < h(2, "test_loss")[12] < h(2, "test_loss")[13]
+         and h(2, "train_loss")[11] > h(2, "train_loss")[12] > h(2, "train_loss")[13]),
+        ("before it drops again in the last epoch", lambda: h(2, "test_loss")[-1] < h(2, "test_loss")[-2]),
+        ("99.4% is out of reach", lambda: max(h(2, "test_acc")) < 99.4),
+    ],
+}
+
+
+@pytest.mark.parametrize("step, phrase, check", [(s, p, c) for s, claims in CLAIMS.items() for p, c in claims],
+                         ids=lambda v: v if isinstance(v, str) else None)
+def test_analysis_claim_is_true_of_its_run(step, phrase, check):
+    analysis = " ".join(sync_docs.sections(ROOT / sync_docs.NOTEBOOKS[step])["analysis"].split())
+    assert phrase in analysis, f"Step {step}'s Analysis no longer says {phrase!r}: update CLAIMS"
+    assert check(), f"Step {step}'s Analysis says {phrase!r}, which its run does not show"
