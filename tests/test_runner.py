@@ -110,7 +110,8 @@ def test_seeds_record_keeps_each_seed_curve_and_its_minimum():
     assert [r["min_last"] for r in s["seeds"]] == [99.41, 99.1]
     assert s["seeds"][1]["best"] == 99.6 and s["seeds"][1]["last"] == 99.6
     table = sync_docs.seeds_table(json.loads(json.dumps(s)))
-    assert "| 2 | 99.10% | 99.60% | 99.60% | **no** |" in table
+    assert "| 2 | 99.10% | 9,910 / 10,000 | 99.60% | 99.60% | **no** |" in table
+    assert "Worst seed: 99.10% (9,910 of 10,000 digits, 30 below the 9,940 the bar asks for)" in table
 
 
 def test_repo_option_points_every_badge_and_parameter_at_the_fork(tmp_path):
@@ -127,7 +128,7 @@ def test_repo_option_points_every_badge_and_parameter_at_the_fork(tmp_path):
         assert f"colab.research.google.com/github/octo/s7/blob/main/{name}" in first
         params = [c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", [])][0]
         assert 'repo = "octo/s7"' in "".join(params["source"])
-        assert "OWNER/REPO" not in json.dumps(nb)
+        assert "OWNER/REPO" not in first + "".join(params["source"])
     assert not list((repo / "results").glob("*.tmp")) and not (repo / "runs").exists(), "nothing ran"
 
 
