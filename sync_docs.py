@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parent
 NOTEBOOKS = {1: "Step1_Skeleton.ipynb", 2: "Step2_LightModel.ipynb",
              3: "Step3_BN_Dropout_Aug_LR.ipynb"}
 TITLES = {1: "The skeleton", 2: "The light model",
-          3: "Batch norm, augmentation and an LR schedule"}
+          3: "Batch norm, dropout, augmentation and an LR schedule"}
 RESULT_BLOCK = re.compile(r"(<!-- result:begin -->\n)(.*?)(\n<!-- result:end -->)", re.S)
 GENERATED = re.compile(r"(<!-- generated:(\w+):begin -->\n)(.*?)(<!-- generated:\2:end -->)", re.S)
 TARGET, WINDOW = 99.4, 5  # the assignment's bar: >= 99.4% in each of the last 5 epochs
