@@ -65,6 +65,19 @@ CLAIMS = {
         ("before it drops again in the last epoch", lambda: h(2, "test_loss")[-1] < h(2, "test_loss")[-2]),
         ("99.4% is out of reach", lambda: max(h(2, "test_acc")) < 99.4),
     ],
+    3: [
+        ("the first epoch's test accuracy is already above 95%", lambda: h(3, "test_acc")[0] > 95),
+        ("Test accuracy first reaches 99.4% in epoch 7 and never falls below it afterwards",
+         lambda: next(i for i, a in enumerate(h(3, "test_acc"), 1) if a >= 99.4) == 7
+         and min(h(3, "test_acc")[6:]) >= 99.4),
+        ("the test loss is lowest in the last epoch", lambda: last_is_best(h(3, "test_loss"), min)),
+        ("the test accuracy of the last five epochs stays within 0.05 points",
+         lambda: max(h(3, "test_acc")[-5:]) - min(h(3, "test_acc")[-5:]) <= 0.05 + 1e-9),
+        ("stays below the test accuracy in every epoch", lambda: all(g < 0 for g in gaps(3))),
+        ("train and test accuracy are within a tenth of a point", lambda: abs(final_gap(3)) < 0.1),
+        ("whose final weights score clearly better on the training digits",
+         lambda: min(final_gap(1), final_gap(2)) > 3 * abs(final_gap(3)) and min(final_gap(1), final_gap(2)) > 0.2),
+    ],
 }
 
 
