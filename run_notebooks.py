@@ -119,6 +119,12 @@ def kill_tree(pid, grace=3.0):
             time.sleep(0.1)
 
 
+def say(*args):
+    """print, flushed at once: the console shows each epoch line as it comes, even when it is a
+    file or a pipe."""
+    print(*args, flush=True)
+
+
 def stop():
     """Start no further notebook and stop the running ones with their kernels."""
     STOPPING.set()
@@ -131,7 +137,7 @@ def raise_interrupted(signum, frame):
 
 # ----------------------------------------------------------------------------- one notebook
 
-def execute(src, stage, parameters=None, on_line=print, timeout=None, env=None):
+def execute(src, stage, parameters=None, on_line=say, timeout=None, env=None):
     """Run notebook src into the folder stage through papermill (a child process), with stage
     as the working directory; each printed line goes to on_line.  Returns the seconds it took;
     raises NotebookFailed with the tail of the error when the notebook does not run to the end."""
@@ -238,7 +244,7 @@ def promote(stage, dest, results):
     return written
 
 
-def run_step(step, dest, parameters=None, label=None, echo=print, timeout=None, env=None):
+def run_step(step, dest, parameters=None, label=None, echo=say, timeout=None, env=None):
     """Run one step in a staging folder inside dest; on success write its Result block and move
     its notebook and results into dest.  Returns (record, seconds)."""
     import utils
@@ -275,7 +281,7 @@ def step_line(step, record, seconds):
 
 # ----------------------------------------------------------------------------- series and seeds
 
-def run_steps(steps, dest, parameters, echo=print, timeout=None, env=None):
+def run_steps(steps, dest, parameters, echo=say, timeout=None, env=None):
     """Run each step in turn; returns {step: seconds}."""
     times = {}
     for step in steps:
@@ -286,7 +292,7 @@ def run_steps(steps, dest, parameters, echo=print, timeout=None, env=None):
     return times
 
 
-def run_seeds(seeds, dest, parameters, jobs=1, echo=print, timeout=None, env=None):
+def run_seeds(seeds, dest, parameters, jobs=1, echo=say, timeout=None, env=None):
     """Run Step 3 once per seed into dest/seed_K; returns the seeds record."""
     def one(seed):
         params = dict(parameters, seed=seed, progress=False)
@@ -430,7 +436,7 @@ def notebook_parameters(args):
     return params
 
 
-def run(args, echo=print):
+def run(args, echo=say):
     """The notebook runs the arguments ask for; the README is rewritten for in-place runs."""
     params = notebook_parameters(args)
     dest = Path(args.out) if args.out else ROOT
