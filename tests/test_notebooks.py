@@ -130,6 +130,14 @@ def test_results_were_made_by_the_committed_model_and_utils(step):
         f"results/step{step}.json was made by another model.py or utils.py: re-run the notebook"
 
 
+@pytest.mark.parametrize("path", sorted((ROOT / "results").glob("*.json")), ids=lambda p: p.name)
+def test_every_results_file_names_the_committed_code_that_made_it(path):
+    data = json.loads(path.read_text())
+    assert data.get("code") == {name: utils.file_sha256(ROOT / name) for name in utils.CODE_FILES}, \
+        f"{path.name} was made by another model.py or utils.py than the committed ones: re-run it"
+    assert {"git_commit", "torch", "device", "threads"} <= set(data)
+
+
 def test_seeds_were_made_by_the_committed_code_with_step3_settings():
     seeds = json.loads((ROOT / "results" / "seeds.json").read_text())
     step3 = record(3)

@@ -137,3 +137,10 @@ def test_repo_option_rejects_what_is_not_owner_slash_name(bad, capsys):
     with pytest.raises(SystemExit):
         runner.parse_args(["--repo", bad])
     assert "owner/name" in capsys.readouterr().err
+
+
+def test_a_notebook_that_writes_no_results_is_a_failure_naming_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(runner, "execute", lambda src, stage, *a, **k: 1.0)  # "ran", wrote nothing
+    with pytest.raises(runner.NotebookFailed, match=r"Step1_Skeleton.ipynb ran to the end but wrote no results/step1.json"):
+        runner.run_step(1, tmp_path, echo=lambda *a: None)
+    assert list(tmp_path.iterdir()) == [], "the staging folder is removed"
