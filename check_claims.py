@@ -5,7 +5,9 @@
 Re-scores each saved model (results/Model_N.pt) on the MNIST test set with the class from
 model.py, recounts its parameters, recomputes its receptive field, and compares all of it with
 results/stepN.json, the notebooks' Result blocks and the README; then prints one row per rule
-of the assignment with its evidence.  Exits 1 when any row fails.
+of the assignment with its evidence.  Exits 1 when any row fails.  The seeds row is stricter
+than the assignment (every one of ten more seeds at the bar): when a seed falls short it prints
+MISS, as the README's checklist says "no", and does not change the exit code.
 """
 import json
 import sys
@@ -15,6 +17,7 @@ import sync_docs
 from sync_docs import NOTEBOOKS, TARGET, WINDOW
 
 ROOT = Path(__file__).resolve().parent
+MISS = "MISS"  # a stricter-than-assignment row that does not hold: shown, not a failure of the check
 
 
 def rescore(record, res, test):
@@ -76,15 +79,23 @@ def check(root=ROOT, device="cpu"):
     if 3 in records:
         rows += seeds_checks(seeds, records[3])
     rows += [(name, evidence, met) for name, met, evidence in sync_docs.constraints(records, seeds)]
+    extra = sync_docs.seeds_row(seeds)
+    if extra:  # reported as it is (PASS or MISS); the README's checklist states the same
+        name, met, evidence = extra
+        rows.append((name, evidence, True if met else MISS))
     readme = (Path(root) / "README.md").read_text()
     rows.append(("README tables and checklist written from results/", "README.md",
                  sync_docs.render_readme(readme, root) == readme))
     return rows
 
 
+def status(ok):
+    return MISS if ok == MISS else "PASS" if ok else "FAIL"
+
+
 def table(rows):
     width = max(len(name) for name, _, _ in rows)
-    return "\n".join(f"{'PASS' if ok else 'FAIL'}  {name:<{width}}  {evidence}" for name, evidence, ok in rows)
+    return "\n".join(f"{status(ok):<4}  {name:<{width}}  {evidence}" for name, evidence, ok in rows)
 
 
 def main(root=ROOT, echo=print):
@@ -95,8 +106,10 @@ def main(root=ROOT, echo=print):
         echo(f"FAIL  the committed results could not be read: {err}")
         return 1
     echo(table(rows))
-    failed = sum(not ok for _, _, ok in rows)
-    echo(f"\n{len(rows) - failed} of {len(rows)} checks pass" + (f"; {failed} FAIL" if failed else ""))
+    failed = sum(status(ok) == "FAIL" for _, _, ok in rows)
+    missed = sum(status(ok) == MISS for _, _, ok in rows)
+    echo(f"\n{len(rows) - failed - missed} of {len(rows)} checks pass" + (f"; {failed} FAIL" if failed else "")
+         + (f"; {missed} MISS (stated as such in the README)" if missed else ""))
     return 1 if failed else 0
 
 

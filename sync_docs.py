@@ -129,17 +129,24 @@ def constraints(records, seeds):
         ("Receptive field covers the 28x28 digit", r["receptive_field"] >= 28,
          f"RF {r['receptive_field']} at the output"),
     ]
-    if seeds:
-        worst = min(row["min_last"] for row in seeds["seeds"])
-        n = seeds.get("test_images", 10000)
-        rows.append((f"Holds on {len(seeds['seeds'])} seeds, not one lucky run", worst >= TARGET,
-                     f"worst seed's min over the last 5 epochs: {worst:.2f}% "
-                     f"({correct_digits(worst, n):,} / {n:,} digits) (results/seeds.json)"))
     return rows
 
 
+def seeds_row(seeds):
+    """(name, met, evidence) for the seeds run: this project's stricter reading of
+    "consistently", beside the assignment's rules; None when there is no seeds run."""
+    if not seeds:
+        return None
+    mins = [row["min_last"] for row in seeds["seeds"]]
+    worst, n = min(mins), seeds.get("test_images", 10000)
+    held = sum(m >= TARGET for m in mins)
+    return (f"Holds on every one of {len(mins)} more seeds (stricter than the assignment)", held == len(mins),
+            f"{held} of {len(mins)} seeds >= {TARGET}% in each of their last {WINDOW} epochs; worst seed's "
+            f"minimum {worst:.2f}% ({correct_digits(worst, n):,} / {n:,} digits) (results/seeds.json)")
+
+
 def checklist(records, seeds):
-    rows = constraints(records, seeds)
+    rows = constraints(records, seeds) + [r for r in [seeds_row(seeds)] if r and 3 in records]
     if not rows:
         return "Step 3 has not been run yet.\n"
     lines = ["| Constraint | Met | Evidence |", "|---|---|---|"]
