@@ -465,6 +465,8 @@ def main(argv=None):
     args = parse_args(argv)
     os.chdir(ROOT)
     sys.path.insert(0, str(ROOT))
+    if args.data_dir:
+        os.environ["MNIST_DATA_DIR"] = str(Path(args.data_dir).resolve())
     if args.check:
         import check_claims
         return check_claims.main()

@@ -40,7 +40,17 @@ def sync_result_block(nb_path, record):
         raise DocsError(f"{Path(nb_path).name}: the first cell has no <!-- result:begin/end --> markers")
     cell.source = RESULT_BLOCK.sub(lambda m: m.group(1) + utils.result_markdown(record) + m.group(3),
                                    cell.source)
+    strip_machine_paths(nb, Path(nb_path).name)
     nbformat.write(nb, str(nb_path))
+
+
+def strip_machine_paths(nb, name):
+    """papermill records where it read and wrote the notebook as absolute paths of the machine
+    (and of the staging folder); keep only the file name, which is where the notebook lives."""
+    meta = nb.metadata.get("papermill", {})
+    for key in ("input_path", "output_path"):
+        if key in meta:
+            meta[key] = name
 
 
 def sections(nb_path):

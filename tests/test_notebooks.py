@@ -115,7 +115,8 @@ def test_quick_papermill_run_of_every_notebook_writes_its_results(tmp_path):
         rec = utils.load_record(tmp_path / "results" / f"step{step}.json")
         assert rec["epochs"] == 1 and rec["model"] == f"Model_{step}"
         assert (tmp_path / "results" / f"Model_{step}.pt").is_file()
-        assert (tmp_path / runner.NOTEBOOKS[step]).is_file()
+        out = json.loads((tmp_path / runner.NOTEBOOKS[step]).read_text())
+        assert out["metadata"]["papermill"]["output_path"] == runner.NOTEBOOKS[step], "no machine paths"
     assert digest(ROOT / "results") == committed, "a smoke run must not touch results/"
     assert notebooks == {s: hashlib.sha256((ROOT / n).read_bytes()).hexdigest()
                          for s, n in runner.NOTEBOOKS.items()}
