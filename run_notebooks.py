@@ -230,18 +230,14 @@ class signals_held:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
 
 
-def promote(stage, dest, results):
+def promote(stage, dest, notebook):
     """Move what a finished step made from stage into dest: the results files first, then the
-    notebook, each by one atomic rename.  Returns the paths written."""
+    notebook, each by one atomic rename."""
     dest, stage_res = Path(dest), Path(stage) / "results"
     (dest / "results").mkdir(parents=True, exist_ok=True)
-    written = []
     for f in sorted(stage_res.iterdir()) if stage_res.is_dir() else []:
         os.replace(f, dest / "results" / f.name)
-        written.append(dest / "results" / f.name)
-    os.replace(Path(stage) / results, dest / results)
-    written.append(dest / results)
-    return written
+    os.replace(Path(stage) / notebook, dest / notebook)
 
 
 def run_step(step, dest, parameters=None, label=None, echo=say, timeout=None, env=None):
