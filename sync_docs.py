@@ -150,7 +150,7 @@ def seeds_row(seeds):
     mins = [row["min_last"] for row in seeds["seeds"]]
     worst, n = min(mins), seeds.get("test_images", 10000)
     held = sum(m >= TARGET for m in mins)
-    return (f"Holds on every one of {len(mins)} more seeds (stricter than the assignment)", held == len(mins),
+    return (f"Holds on every one of {len(mins)} seed runs (stricter than the assignment)", held == len(mins),
             f"{held} of {len(mins)} seeds >= {TARGET}% in each of their last {WINDOW} epochs; worst seed's "
             f"minimum {worst:.2f}% ({correct_digits(worst, n):,} / {n:,} digits) (results/seeds.json)")
 

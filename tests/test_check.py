@@ -18,10 +18,10 @@ def test_check_passes_on_the_committed_state_and_prints_one_row_per_rule(capsys)
         assert any(line.startswith("PASS") and rule in line for line in out.splitlines()), rule
     for step in (1, 2, 3):
         assert f"PASS  Step {step}: saved Model_{step} re-scored on the test set" in out
-    seeds = [line for line in out.splitlines() if "more seeds (stricter than the assignment)" in line]
+    seeds = [line for line in out.splitlines() if "seed runs (stricter than the assignment)" in line]
     assert len(seeds) == 1 and seeds[0][:4] in ("PASS", "MISS")
     readme = (runner.ROOT / "README.md").read_text()
-    row = next(line for line in readme.splitlines() if "more seeds (stricter than the assignment)" in line)
+    row = next(line for line in readme.splitlines() if "seed runs (stricter than the assignment)" in line)
     assert ("| yes |" in row) == seeds[0].startswith("PASS"), "the check and the README say the same"
 
 
