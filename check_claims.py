@@ -65,19 +65,41 @@ def seeds_checks(seeds, step3):
             ("Seeds: each seed's minimum is the one of its curve", f"{len(seeds['seeds'])} seeds", curves)]
 
 
+SPLIT_KEYS = ("evaluated_on", "train_images", "test_images")  # what a held-out run changes on purpose
+
+
+def holdout_checks(held, step3):
+    """The held-out runs used Step 3's model, code and settings, and never the test set."""
+    if held is None:
+        return []
+    same = {k: held.get(k) == step3.get(k) for k in ("model", "params", "epochs", "code")}
+    def recipe(settings):  # a smaller training set also means fewer scheduler steps
+        kept = {k: v for k, v in settings.items() if k not in SPLIT_KEYS}
+        if isinstance(kept.get("scheduler"), dict):
+            kept["scheduler"] = {k: v for k, v in kept["scheduler"].items() if k != "total_steps"}
+        return kept
+    same["settings"] = recipe(held["settings"]) == recipe(step3["settings"])
+    where = held["settings"].get("evaluated_on", "not recorded")
+    return [("Held-out seeds: same model, settings and code as Step 3",
+             ", ".join(k for k, ok in same.items() if not ok) or "all equal", all(same.values())),
+            ("Held-out seeds: evaluated on held-out training images, not the test set", where,
+             where.startswith("last ") and "held out" in where)]
+
+
 def check(root=ROOT, device="cpu"):
     """[(check, evidence, ok)] for the committed state under root."""
     import utils
     res = Path(root) / "results"
     records = sync_docs.load_records(res)
-    seeds = json.loads((res / "seeds.json").read_text()) if (res / "seeds.json").is_file() else None
+    seeds, held = (json.loads((res / f"{name}.json").read_text()) if (res / f"{name}.json").is_file() else None
+                   for name in ("seeds", "holdout"))
     _, test = utils.mnist_loaders(batch_size=1000, device=device)
     rows = [("Every step has its results file", ", ".join(f"step{s}.json" for s in records),
              sorted(records) == sorted(NOTEBOOKS))]
     for step, record in records.items():
         rows += step_checks(step, record, root, test)
     if 3 in records:
-        rows += seeds_checks(seeds, records[3])
+        rows += seeds_checks(seeds, records[3]) + holdout_checks(held, records[3])
     rows += [(name, evidence, met) for name, met, evidence in sync_docs.constraints(records, seeds)]
     extra = sync_docs.seeds_row(seeds)
     if extra:  # reported as it is (PASS or MISS); the README's checklist states the same

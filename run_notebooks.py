@@ -137,6 +137,25 @@ def raise_interrupted(signum, frame):
 
 # ----------------------------------------------------------------------------- one notebook
 
+# Started in place of `python -m papermill`: on Linux papermill then gets SIGTERM when the runner
+# dies, even by SIGKILL (which no handler sees), and its kernel exits once its parent is gone.
+DIE_WITH_RUNNER = (
+    "import ctypes, os, signal, sys\n"
+    "if sys.platform.startswith('linux'):\n"
+    "    ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG\n"
+    "    if os.getppid() != int(sys.argv[1]):\n"
+    "        sys.exit('the runner stopped before papermill started')\n"
+    "os.execv(sys.executable, [sys.executable, '-m', 'papermill', *sys.argv[2:]])\n")
+
+
+def clear_stale_stages(dest):
+    """Remove staging folders left behind by runners that were killed outright (kill -9)."""
+    for old in Path(dest).glob(".staging-*"):
+        pid = old.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and not alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+
+
 def execute(src, stage, parameters=None, on_line=say, timeout=None, env=None):
     """Run notebook src into the folder stage through papermill (a child process), with stage
     as the working directory; each printed line goes to on_line.  Returns the seconds it took;
@@ -145,8 +164,9 @@ def execute(src, stage, parameters=None, on_line=say, timeout=None, env=None):
     for name in LIBRARY:  # the notebook imports the library from its working directory
         shutil.copy2(ROOT / name, stage / name)
     dst = stage / Path(src).name
-    cmd = [sys.executable, "-m", "papermill", str(ROOT / src), str(dst), "--cwd", str(stage),
-           "-k", "python3", "--no-progress-bar", "--stdout-file", "-", "--log-level", "WARNING"]
+    cmd = [sys.executable, "-c", DIE_WITH_RUNNER, str(os.getpid()),  # i.e. python -m papermill
+           str(ROOT / src), str(dst), "--cwd", str(stage), "-k", "python3", "--no-progress-bar",
+           "--stdout-file", "-", "--log-level", "WARNING"]
     if parameters:
         cmd += ["-y", json.dumps(parameters)]
     if timeout:
@@ -246,6 +266,7 @@ def run_step(step, dest, parameters=None, label=None, echo=say, timeout=None, en
     import utils
     label = label or f"step {step}"
     stage = Path(dest) / f".staging-{label.replace(' ', '')}-{os.getpid()}"
+    clear_stale_stages(dest)
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
     RUNNING.add(label)

@@ -44,3 +44,26 @@ def test_check_fails_when_the_code_is_not_the_one_that_made_the_results(tmp_path
     (repo / "utils.py").write_text((repo / "utils.py").read_text() + "\n# changed\n")
     assert check_claims.main(repo) == 1
     assert "FAIL  Step 1: made by the committed model.py and utils.py" in capsys.readouterr().out
+
+
+def held_out_record(step3):
+    held = json.loads(json.dumps(step3))
+    held["settings"].update(evaluated_on="last 10000 training images (held out)", train_images=50000)
+    held["settings"]["scheduler"]["total_steps"] = 15 * 391
+    return held
+
+
+def test_held_out_seeds_pass_when_only_the_evaluation_split_differs_from_step3():
+    step3 = json.loads((runner.ROOT / "results" / "step3.json").read_text())
+    rows = check_claims.holdout_checks(held_out_record(step3), step3)
+    assert [ok for _, _, ok in rows] == [True, True]
+    assert check_claims.holdout_checks(None, step3) == []
+
+
+def test_held_out_seeds_fail_when_their_recipe_or_split_is_not_step3s():
+    step3 = json.loads((runner.ROOT / "results" / "step3.json").read_text())
+    other = held_out_record(step3)
+    other["settings"]["degrees"] = 15.0
+    assert [ok for _, _, ok in check_claims.holdout_checks(other, step3)] == [False, True]
+    on_test = json.loads(json.dumps(step3))
+    assert [ok for _, _, ok in check_claims.holdout_checks(on_test, step3)] == [True, False]

@@ -36,6 +36,18 @@ def start(repo, *args):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def start_training(repo):
+    """The runner on a short Step 2, once its kernel is training: (runner process, pids below it)."""
+    proc = start(repo, "--steps", "2", "--train-subset", "3000", "--epochs", "15")
+    deadline = time.monotonic() + 180
+    for line in proc.stdout:
+        if "step 2 | epoch  1 |" in line or time.monotonic() > deadline:
+            break
+    below = runner.descendants(proc.pid)
+    assert below, "the runner should have a papermill child and a kernel by now"
+    return proc, below
+
+
 def bad_data(tmp_path):
     """A data folder whose training images file is cut short: the data cell fails midway."""
     raw = tmp_path / "bad" / "MNIST" / "raw"
@@ -61,13 +73,7 @@ def test_a_step_failing_midway_leaves_committed_files_byte_for_byte(repo, tmp_pa
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_an_interrupted_step_is_stopped_with_its_kernel_and_leaves_files_unchanged(repo, sig):
     before = snapshot(repo)
-    proc = start(repo, "--steps", "2", "--train-subset", "3000", "--epochs", "15")
-    deadline = time.monotonic() + 180
-    for line in proc.stdout:  # wait until the kernel is training
-        if "step 2 | epoch  1 |" in line or time.monotonic() > deadline:
-            break
-    below = runner.descendants(proc.pid)
-    assert below, "the runner should have a papermill child and a kernel by now"
+    proc, below = start_training(repo)
     proc.send_signal(sig)
     stopped = time.monotonic()
     _, err = proc.communicate(timeout=60)
@@ -77,3 +83,29 @@ def test_an_interrupted_step_is_stopped_with_its_kernel_and_leaves_files_unchang
     time.sleep(0.5)
     assert not [pid for pid in below if runner.alive(pid)], "a papermill or kernel process survived"
     assert snapshot(repo) == before
+
+
+def test_a_runner_killed_outright_takes_papermill_and_its_kernel_with_it(repo):
+    before = snapshot(repo)
+    proc, below = start_training(repo)
+    proc.kill()  # SIGKILL: no handler of the runner runs
+    proc.communicate(timeout=30)
+    deadline = time.monotonic() + 30
+    while [pid for pid in below if runner.alive(pid)] and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not [pid for pid in below if runner.alive(pid)], "a papermill or kernel process survived"
+    stale = list(repo.glob(".staging-*"))
+    assert stale, "a killed runner cannot clean up; the next run does"
+    runner.clear_stale_stages(repo)
+    assert snapshot(repo) == before and not list(repo.glob(".staging-*"))
+
+
+def test_clearing_stale_stages_keeps_those_of_runners_still_running(tmp_path):
+    ours = tmp_path / f".staging-step3-{os.getpid()}"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    gone = tmp_path / f".staging-step3-{dead.pid}"
+    for folder in (ours, gone):
+        folder.mkdir()
+    runner.clear_stale_stages(tmp_path)
+    assert ours.is_dir() and not gone.exists()
