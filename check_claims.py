@@ -69,7 +69,8 @@ SPLIT_KEYS = ("evaluated_on", "train_images", "test_images")  # what a held-out 
 
 
 def holdout_checks(held, step3):
-    """The held-out runs used Step 3's model, code and settings, and never the test set."""
+    """The held-out runs used Step 3's model, code and settings, and are recorded as scored on
+    held-out training images, not the test set."""
     if held is None:
         return []
     same = {k: held.get(k) == step3.get(k) for k in ("model", "params", "epochs", "code")}
