@@ -48,7 +48,7 @@ def test_check_fails_when_the_code_is_not_the_one_that_made_the_results(tmp_path
 
 def held_out_record(step3):
     held = json.loads(json.dumps(step3))
-    held["settings"].update(evaluated_on="last 10000 training images (held out)", train_images=50000)
+    held["settings"].update(evaluated_on="last 10,000 training images (held out)", train_images=50000)
     held["settings"]["scheduler"]["total_steps"] = 15 * 391
     return held
 
