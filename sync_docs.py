@@ -84,7 +84,7 @@ def readme_sections(root=ROOT):
                     "_Not run yet: `python run_notebooks.py --steps 3 --seeds 1 2 3 4 5 6 7 8 9 10`._\n")
     held = res / "holdout.json"
     out["holdout"] = (seeds_table(json.loads(held.read_text()), "holdout") if held.is_file() else
-                      "_Not run yet: `python run_notebooks.py --seeds 101 102 103 104 --holdout 10000`._\n")
+                      "_Not run yet: `python run_notebooks.py --seeds 111 112 113 114 --holdout 10000`._\n")
     out["performance"] = performance(res) or "_Not measured yet: `python benchmarks/pipeline.py`._\n"
     return out
 

@@ -80,7 +80,7 @@ CLAIMS = {
         ("Test accuracy first reaches 99.4% in epoch 7 and never falls below it afterwards",
          lambda: next(i for i, a in enumerate(h(3, "test_acc"), 1) if a >= 99.4) == 7
          and min(h(3, "test_acc")[6:]) >= 99.4),
-        ("the test loss is lowest in the last epoch", lambda: last_is_best(h(3, "test_loss"), min)),
+        ("its lowest test loss comes in the last two epochs", lambda: min(h(3, "test_loss")[-2:]) == min(h(3, "test_loss"))),
         ("the test accuracy of the last five epochs stays within 0.05 points",
          lambda: max(h(3, "test_acc")[-5:]) - min(h(3, "test_acc")[-5:]) <= 0.05 + 1e-9),
         ("stays below the test accuracy in every epoch", lambda: all(g < 0 for g in gaps(3))),
