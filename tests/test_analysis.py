@@ -106,11 +106,16 @@ def holdout_minimums():
     return [row["min_last"] for row in held["seeds"]]
 
 
+def share_below(minimums, bar=99.4):
+    return sum(m < bar for m in minimums) / len(minimums)
+
+
 README_CLAIMS = [
-    ("this recipe falls just below the bar on three of them",
-     lambda: sum(m < 99.4 for m in seed_minimums()) == 3 and min(seed_minimums()) > 99.3),
-    ("As on the test set, it falls below the bar on some seeds",
-     lambda: any(m < 99.4 for m in holdout_minimums()) and any(m < 99.4 for m in seed_minimums())),
+    ("it falls just below the bar on two of the ten seeds, by a few test digits",
+     lambda: sum(m < 99.4 for m in seed_minimums()) == 2 and min(seed_minimums()) > 99.3),
+    ("As on the test set, it falls below the bar on some seeds, here on a larger share of them",
+     lambda: any(m < 99.4 for m in seed_minimums())
+     and share_below(holdout_minimums()) > share_below(seed_minimums()) > 0),
 ]
 
 
