@@ -409,7 +409,7 @@ def parse_args(argv=None):
     p.add_argument("--data-dir", help="folder holding MNIST/raw (default: $MNIST_DATA_DIR, else ./data)")
     p.add_argument("--train-subset", type=int, help="train on the first N images only (smoke runs)")
     p.add_argument("--holdout", type=int, help="Step 3: evaluate on the last N training images instead "
-                   "of the test set (choosing a recipe; needs --out)")
+                   "of the test set (with --seeds -> results/holdout.json, or with --steps 3 --out DIR)")
     p.add_argument("--quick", action="store_true", help="1 epoch on 2,000 images (smoke run)")
     p.add_argument("--out", help="write notebooks and results here instead of in place")
     p.add_argument("--timeout", type=int, help="seconds a cell may run before the run fails")

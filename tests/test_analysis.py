@@ -81,12 +81,12 @@ CLAIMS = {
          lambda: next(i for i, a in enumerate(h(3, "test_acc"), 1) if a >= 99.4) == 7
          and min(h(3, "test_acc")[6:]) >= 99.4),
         ("its lowest test loss comes in the last two epochs", lambda: min(h(3, "test_loss")[-2:]) == min(h(3, "test_loss"))),
-        ("the test accuracy of the last five epochs stays within 0.05 points",
-         lambda: max(h(3, "test_acc")[-5:]) - min(h(3, "test_acc")[-5:]) <= 0.05 + 1e-9),
+        ("the test accuracy of the last five epochs stays within 0.01 points",
+         lambda: max(h(3, "test_acc")[-5:]) - min(h(3, "test_acc")[-5:]) <= 0.01 + 1e-9),
         ("stays below the test accuracy in every epoch", lambda: all(g < 0 for g in gaps(3))),
         ("train and test accuracy are within a tenth of a point", lambda: abs(final_gap(3)) < 0.1),
-        ("some fall just below the bar in their last five epochs",
-         lambda: any(m < 99.4 for m in seed_minimums()) and min(seed_minimums()) > 99.2),
+        ("two of the ten fall just below the bar in their last five epochs",
+         lambda: sum(m < 99.4 for m in seed_minimums()) == 2 and min(seed_minimums()) > 99.3),
         ("whose final weights score clearly better on the training digits",
          lambda: min(final_gap(1), final_gap(2)) > 3 * abs(final_gap(3)) and min(final_gap(1), final_gap(2)) > 0.2),
     ],
@@ -106,16 +106,12 @@ def holdout_minimums():
     return [row["min_last"] for row in held["seeds"]]
 
 
-def share_below(minimums, bar=99.4):
-    return sum(m < bar for m in minimums) / len(minimums)
-
-
 README_CLAIMS = [
     ("it falls just below the bar on two of the ten seeds, by a few test digits",
      lambda: sum(m < 99.4 for m in seed_minimums()) == 2 and min(seed_minimums()) > 99.3),
-    ("As on the test set, it falls below the bar on some seeds, here on a larger share of them",
-     lambda: any(m < 99.4 for m in seed_minimums())
-     and share_below(holdout_minimums()) > share_below(seed_minimums()) > 0),
+    ("As on the test set, it falls below the bar on some seeds, here on three of the four",
+     lambda: sum(m < 99.4 for m in holdout_minimums()) == 3 and len(holdout_minimums()) == 4
+     and any(m < 99.4 for m in seed_minimums())),
 ]
 
 
