@@ -44,8 +44,8 @@ def final_gap(step):
     return rec(step)["final"]["train_acc"] - rec(step)["final"]["test_acc"]
 
 
-def last_is_best(values, best=max):
-    return values[-1] == best(values)
+def last_is_best(values):
+    return values[-1] == max(values)
 
 
 CLAIMS = {
