@@ -85,6 +85,9 @@ def readme_sections(root=ROOT):
     held = res / "holdout.json"
     out["holdout"] = (seeds_table(json.loads(held.read_text()), "holdout") if held.is_file() else
                       "_Not run yet: `python run_notebooks.py --seeds 111 112 113 114 --holdout 10000`._\n")
+    sweep = res / "recipe_sweep.json"
+    out["sweep"] = (sweep_table(json.loads(sweep.read_text())) if sweep.is_file() else
+                    "_Not run yet: `python benchmarks/recipe_sweep.py` (needs a GPU to finish in minutes)._\n")
     out["performance"] = performance(res) or "_Not measured yet: `python benchmarks/pipeline.py`._\n"
     return out
 
@@ -185,6 +188,20 @@ def seeds_table(s, name="seeds"):
               f"the bar asks for); mean of the per-seed minimums: {sum(mins) / len(mins):.2f}%.", "",
               f"![accuracy per seed](results/{name}.png)", ""]
     return "\n".join(lines)
+
+
+def sweep_table(s):
+    """The recipe sweep (results/recipe_sweep.json), best mean of the per-seed minimums first."""
+    runs = sorted(s["runs"], key=lambda r: -r["mean_min5"])
+    n, w, t = s["seeds_per_recipe"], s["window"], s["target"]
+    lines = [f"{n} seeds per recipe, {s['epochs']} epochs, on {s['device']} ({s['code']}); each seed "
+             f"judged by its minimum held-out accuracy over the last {w} epochs.", "",
+             f"| Recipe (what differs from the baseline) | Params | Mean of the minimums | Seeds >= {t}% | Worst seed |",
+             "|---|---:|---:|---:|---:|"]
+    for r in runs:
+        lines.append(f"| {r['label']} | {r['params']:,} | {r['mean_min5']:.3f}% | "
+                     f"{round(r['frac_9940'] * n)} / {n} | {r['worst']:.2f}% |")
+    return "\n".join(lines) + "\n"
 
 
 def performance(res):

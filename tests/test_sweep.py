@@ -1,0 +1,67 @@
+"""The recipe sweep (benchmarks/recipe_sweep.py): its grouped net is K separate nets, and its
+record names the code that ran."""
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import recipe_sweep  # noqa: E402
+
+
+def record():
+    return json.loads((ROOT / "results" / "recipe_sweep.json").read_text())
+
+
+def split(grouped_state, k, K):
+    """Group k's slice of every tensor of a grouped net's state."""
+    return {name: (t if t.dim() == 0 else t[k * t.shape[0] // K:(k + 1) * t.shape[0] // K])
+            for name, t in grouped_state.items()}
+
+
+def test_grouped_net_computes_k_separate_nets():
+    torch.manual_seed(0)
+    K = 3
+    grouped = recipe_sweep.build(recipe_sweep.M3, K, dropout=0.05).eval()
+    x = torch.randn(4, K, 28, 28)  # (N, K, 28, 28): channel k is net k's input
+    out = grouped(x).view(4, K, 10)
+    for k in range(K):
+        single = recipe_sweep.build(recipe_sweep.M3, 1, dropout=0.05).eval()
+        single.load_state_dict(split(grouped.state_dict(), k, K))
+        assert torch.allclose(out[:, k], single(x[:, k:k + 1]).view(4, 10), atol=1e-5)
+
+
+def test_grouped_net_gradients_stay_within_each_group():
+    torch.manual_seed(0)
+    K = 2
+    grouped = recipe_sweep.build(recipe_sweep.M3, K)
+    x = torch.randn(8, K, 28, 28)
+    out = grouped(x).view(8, K, 10)
+    out[:, 0].sum().backward()  # a loss of net 0 alone
+    for p in grouped.parameters():
+        assert p.grad[p.shape[0] // K:].abs().max() == 0  # net 1's slice is untouched
+
+
+def test_grouped_net_has_model_3s_parameter_count():
+    import model
+    single = sum(p.numel() for p in model.Model_3().parameters())
+    assert recipe_sweep.params_per_model(recipe_sweep.M3) == single
+
+
+def test_sweep_record_names_the_code_that_ran():
+    code = ROOT / record()["code"]
+    assert hashlib.sha256(code.read_bytes()).hexdigest() == record()["code_sha256"]
+
+
+def test_sweep_record_holds_every_seed_of_every_recipe():
+    rec = record()
+    for run in rec["runs"]:
+        mins = run["min5"]
+        assert len(mins) == rec["seeds_per_recipe"], run["name"]
+        assert abs(sum(mins) / len(mins) - run["mean_min5"]) < 1e-3, run["name"]
+        assert abs(run["worst"] - min(mins)) < 1e-3
+        assert round(run["frac_9940"] * len(mins)) == sum(m >= rec["target"] - 1e-9 for m in mins)
