@@ -67,7 +67,7 @@ def main(argv=None):
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers for (a)")
     p.add_argument("--device", default="auto")
     p.add_argument("--degrees", type=float, default=7.0, help="rotation range, as in Step 3")
-    p.add_argument("--translate", type=float, default=0.1, help="shift range, as in Step 3")
+    p.add_argument("--translate", type=float, default=0.05, help="shift range, as in Step 3")
     p.add_argument("--data-dir", help="folder holding MNIST/raw (default: $MNIST_DATA_DIR, else ./data)")
     p.add_argument("--out", default=str(ROOT / "results" / "benchmark.json"))
     args = p.parse_args(argv)
