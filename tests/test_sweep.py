@@ -2,9 +2,11 @@
 record names the code that ran."""
 import hashlib
 import json
+import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,8 +55,32 @@ def test_grouped_net_has_model_3s_parameter_count():
 
 
 def test_sweep_record_names_the_code_that_ran():
-    code = ROOT / record()["code"]
-    assert hashlib.sha256(code.read_bytes()).hexdigest() == record()["code_sha256"]
+    rec = record()
+    assert (ROOT / rec["code"]).is_file()
+    try:  # the script as it ran is kept in git at code_commit
+        blob = subprocess.run(["git", "show", f"{rec['code_commit']}:{rec['code']}"], cwd=ROOT,
+                              capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("no git history here to read the script as it ran")
+    assert hashlib.sha256(blob).hexdigest() == rec["code_sha256_at_commit"]
+
+
+def test_sweep_smoke_run_writes_whole_digit_minimums(tmp_path, mnist):
+    assert recipe_sweep.main(["--out", str(tmp_path), "--recipes", "base", "--copies", "2",
+                              "--epochs", "1", "--smoke"]) == 0
+    line = json.loads((tmp_path / "results.jsonl").read_text())
+    assert line["name"] == "base" and line["K"] == 2 and len(line["min5"]) == 2
+    assert all(abs(m * 10 - round(m * 10)) < 1e-9 for m in line["min5"])  # 1,000 held-out digits: steps of 0.1%
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--recipes", "base,nope"], "unknown recipe"),
+    (["--part", "4/4"], "--part must be W/N"),
+])
+def test_sweep_bad_arguments_are_clear_errors(tmp_path, capsys, argv, message):
+    with pytest.raises(SystemExit):
+        recipe_sweep.parse_args(["--out", str(tmp_path)] + argv)
+    assert message in capsys.readouterr().err
 
 
 def test_sweep_record_holds_every_seed_of_every_recipe():
