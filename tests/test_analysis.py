@@ -53,8 +53,8 @@ CLAIMS = {
         ("far above chance after the first epoch", lambda: h(1, "test_acc")[0] > 90),
         ("its training loss falls in almost every epoch", lambda: drops(h(1, "train_loss")) >= len(h(1, "train_loss")) - 3),
         ("the test loss trends down with it", lambda: h(1, "test_loss")[-1] < h(1, "test_loss")[len(h(1, "test_loss")) // 2] < h(1, "test_loss")[0]),
-        ("it falls back from one epoch to the next three times between epochs 7 and 15",
-         lambda: drops(h(1, "test_acc")[6:]) == 3),
+        ("it falls back from one epoch to the next four times between epochs 7 and 15",
+         lambda: drops(h(1, "test_acc")[6:]) == 4),
         ("train accuracy reaches its best in the last epoch", lambda: last_is_best(h(1, "train_acc"))),
         ("its lowest test loss comes in the last two epochs", lambda: min(h(1, "test_loss")[-2:]) == min(h(1, "test_loss"))),
         ("over the last three epochs train accuracy runs further ahead of test accuracy than over any three epochs before",
@@ -67,8 +67,8 @@ CLAIMS = {
          lambda: all(a < b for a, b in zip(h(2, "train_acc"), h(1, "train_acc")))
          and all(a < b for a, b in zip(h(2, "test_acc"), h(1, "test_acc")))),
         ("its final weights score lower on them than Step 1's", lambda: rec(2)["final"]["train_acc"] < rec(1)["final"]["train_acc"]),
-        ("its final weights show about the same train-test gap as Step 1's",
-         lambda: abs(final_gap(2) - final_gap(1)) < 0.15),
+        ("its final weights show a smaller train-test gap than Step 1's",
+         lambda: 0 < final_gap(2) < final_gap(1)),
         ("the test loss rises over epochs 12 to 14 while the training loss keeps falling",
          lambda: h(2, "test_loss")[11] < h(2, "test_loss")[12] < h(2, "test_loss")[13]
          and h(2, "train_loss")[11] > h(2, "train_loss")[12] > h(2, "train_loss")[13]),
@@ -77,18 +77,19 @@ CLAIMS = {
     ],
     3: [
         ("the first epoch's test accuracy is already above 95%", lambda: h(3, "test_acc")[0] > 95),
-        ("Test accuracy first reaches 99.4% in epoch 7 and never falls below it afterwards",
-         lambda: next(i for i, a in enumerate(h(3, "test_acc"), 1) if a >= 99.4) == 7
-         and min(h(3, "test_acc")[6:]) >= 99.4),
+        ("Test accuracy first reaches 99.4% in epoch 9 and never falls below it afterwards",
+         lambda: next(i for i, a in enumerate(h(3, "test_acc"), 1) if a >= 99.4) == 9
+         and min(h(3, "test_acc")[8:]) >= 99.4),
         ("its lowest test loss comes in the last two epochs", lambda: min(h(3, "test_loss")[-2:]) == min(h(3, "test_loss"))),
-        ("the test accuracy of the last five epochs stays within 0.01 points",
-         lambda: max(h(3, "test_acc")[-5:]) - min(h(3, "test_acc")[-5:]) <= 0.01 + 1e-9),
+        ("the test accuracy of the last five epochs stays within 0.03 points",
+         lambda: max(h(3, "test_acc")[-5:]) - min(h(3, "test_acc")[-5:]) <= 0.03 + 1e-9),
         ("stays below the test accuracy in every epoch", lambda: all(g < 0 for g in gaps(3))),
-        ("train and test accuracy are within a tenth of a point", lambda: abs(final_gap(3)) < 0.1),
-        ("two of the ten fall just below the bar in their last five epochs",
-         lambda: sum(m < 99.4 for m in seed_minimums()) == 2 and min(seed_minimums()) > 99.3),
-        ("whose final weights score clearly better on the training digits",
-         lambda: min(final_gap(1), final_gap(2)) > 3 * abs(final_gap(3)) and min(final_gap(1), final_gap(2)) > 0.2),
+        ("train accuracy is only about a tenth of a point above test accuracy", lambda: 0.05 < final_gap(3) < 0.15),
+        ("all ten hold the bar in each of their last five epochs, two of them exactly at it",
+         lambda: len(seed_minimums()) == 10 and min(seed_minimums()) >= 99.4
+         and sum(abs(m - 99.4) < 1e-9 for m in seed_minimums()) == 2),
+        ("the final weights of the plain nets of Steps 1 and 2 run more than twice as far ahead on the training digits",
+         lambda: min(final_gap(1), final_gap(2)) > 2 * final_gap(3) > 0),
     ],
 }
 
