@@ -85,7 +85,7 @@ def readme_sections(root=ROOT):
     held = res / "holdout.json"
     out["holdout"] = (seeds_table(json.loads(held.read_text()), "holdout") if held.is_file() else
                       "_Not run yet: `python run_notebooks.py --seeds 111 112 113 114 --holdout 10000`._\n")
-    sweep = res / "recipe_sweep.json"
+    sweep = Path(root) / "benchmarks" / "recipe_sweep.json"  # its own script ran it, not the notebooks
     out["sweep"] = (sweep_table(json.loads(sweep.read_text())) if sweep.is_file() else
                     "_Not run yet: `python benchmarks/recipe_sweep.py` (needs a GPU to finish in minutes)._\n")
     out["performance"] = performance(res) or "_Not measured yet: `python benchmarks/pipeline.py`._\n"
@@ -191,7 +191,7 @@ def seeds_table(s, name="seeds"):
 
 
 def sweep_table(s):
-    """The recipe sweep (results/recipe_sweep.json), best mean of the per-seed minimums first."""
+    """The recipe sweep (benchmarks/recipe_sweep.json), best mean of the per-seed minimums first."""
     runs = sorted(s["runs"], key=lambda r: -r["mean_min5"])
     n, w, t = s["seeds_per_recipe"], s["window"], s["target"]
     lines = [f"{n} seeds per recipe, {s['epochs']} epochs, on {s['device']} ({s['code']}); each seed "

@@ -108,7 +108,7 @@ def holdout_minimums():
 
 
 def sweep(name=None):
-    runs = {r["name"]: r for r in json.loads((ROOT / "results" / "recipe_sweep.json").read_text())["runs"]}
+    runs = {r["name"]: r for r in json.loads((ROOT / "benchmarks" / "recipe_sweep.json").read_text())["runs"]}
     return runs[name] if name else runs
 
 

@@ -130,12 +130,7 @@ def test_results_were_made_by_the_committed_model_and_utils(step):
         f"results/step{step}.json was made by another model.py or utils.py: re-run the notebook"
 
 
-# The recipe sweep ran its own script, not the notebooks' code: it names that script and the
-# commit that holds it as it ran (tests/test_sweep.py).
-NOTEBOOK_RESULTS = sorted(p for p in (ROOT / "results").glob("*.json") if p.name != "recipe_sweep.json")
-
-
-@pytest.mark.parametrize("path", NOTEBOOK_RESULTS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted((ROOT / "results").glob("*.json")), ids=lambda p: p.name)
 def test_every_results_file_names_the_committed_code_that_made_it(path):
     data = json.loads(path.read_text())
     assert data.get("code") == {name: utils.file_sha256(ROOT / name) for name in utils.CODE_FILES}, \

@@ -16,7 +16,7 @@ import recipe_sweep  # noqa: E402
 
 
 def record():
-    return json.loads((ROOT / "results" / "recipe_sweep.json").read_text())
+    return json.loads((ROOT / "benchmarks" / "recipe_sweep.json").read_text())
 
 
 def split(grouped_state, k, K):
