@@ -1,8 +1,8 @@
 """Input-pipeline benchmark: the same Model_3 training steps fed by
 
-  (a) the seed-style pipeline: torchvision MNIST + RandomRotation/ToTensor/Normalize + DataLoader
+  (a) the seed-style pipeline: torchvision MNIST + RandomAffine/ToTensor/Normalize + DataLoader
       (shuffle, 2 workers), and
-  (b) this project's Loader: MNIST held as tensors on the device, rotated per batch there.
+  (b) this project's Loader: MNIST held as tensors on the device, rotated and shifted per batch there.
 
 Both run in one process, alternating, several repeats; it prints images/second for each, the
 ratio b/a and the hardware, and writes them to results/benchmark.json (or --out).

@@ -7,8 +7,8 @@ act element by element, so the K copies never mix.  Each copy trains on the firs
 training images and is scored on the last 10,000 after every epoch (the weight average, in eval
 mode), and is judged by its minimum over the last 5 epochs, as the notebook's seeds are.
 
-A GPU runs 24 copies of Model_3 for 15 epochs in about a minute; a CPU takes about as long per
-copy as the notebook.  One line per recipe goes to OUT/results.jsonl.
+A GPU trains 24 copies of a recipe in minutes (the record keeps the seconds each took).  One
+line per recipe goes to OUT/results.jsonl.
 
     python benchmarks/recipe_sweep.py --out runs/sweep                     # every recipe
     python benchmarks/recipe_sweep.py --out runs/sweep --recipes base,tr0.05 --copies 24

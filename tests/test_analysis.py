@@ -126,7 +126,7 @@ README_CLAIMS = [
      lambda: sweep_rank("peer_tr0") == 2
      and sweep("peer_ours")["mean_min5"] - sweep("base")["mean_min5"]
      < (sweep("peer_tr0")["mean_min5"] - sweep("base")["mean_min5"]) / 2),
-    ("Label smoothing 0.1, with either peak, was the lowest of the twelve, by more than a tenth of a point",
+    ("Label smoothing 0.1, with either peak, was the lowest of the twelve, more than a tenth of a point below the baseline",
      lambda: {sweep_rank("ls0.1"), sweep_rank("lr0.3_ls0.1")} == {11, 12}
      and all(sweep("base")["mean_min5"] - sweep(n)["mean_min5"] > 0.1 for n in ("ls0.1", "lr0.3_ls0.1"))),
     ("each came within a hundredth of a point of the baseline's mean or below it",
