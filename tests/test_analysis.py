@@ -4,6 +4,7 @@ Each claim is a phrase that must stay in the Analysis and a check of the results
 one and the other must follow.
 """
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -148,3 +149,28 @@ def test_readme_claim_about_the_seed_runs_is_true_of_them(phrase, check):
     readme = " ".join((ROOT / "README.md").read_text().split())
     assert phrase in readme, f"the README no longer says {phrase!r}: update README_CLAIMS"
     assert check(), f"the README says {phrase!r}, which the seed records do not show"
+
+
+def test_readme_names_which_sweep_call_ran_the_kept_script():
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    phrase = "the commit that holds the script as it ran for the last three recipes (the first nine"
+    assert phrase in readme
+    calls = [r["call"] for r in sweep().values()]
+    assert calls.count(2) == 3 and calls.count(1) == 9
+
+
+def test_readme_claim_about_the_held_out_seeds_under_round_two_is_true_of_that_record():
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    phrase = ("The same four seeds had been run with round two's recipe too (commit bd1275e): one of "
+              "them held the bar there, and the mean of their minimums was the same as now.")
+    assert phrase in readme
+    try:
+        old = json.loads(subprocess.run(["git", "show", "bd1275e:results/holdout.json"], cwd=ROOT,
+                                        capture_output=True, check=True).stdout)
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("no git history here to read round two's held-out record")
+    old_mins = [row["min_last"] for row in old["seeds"]]
+    assert [row["seed"] for row in old["seeds"]] == [111, 112, 113, 114]
+    assert old["settings"]["translate"] == 0.1 and old["settings"]["scheduler"]["max_lr"] == 0.2
+    assert sum(m >= 99.4 for m in old_mins) == 1
+    assert round(sum(old_mins) / 4, 2) == round(sum(holdout_minimums()) / 4, 2)
