@@ -23,20 +23,20 @@ MISS = "MISS"  # a stricter-than-assignment row that does not hold: shown, not a
 def rescore(record, res, test):
     """(test accuracy %, parameters, receptive field) of the saved weights of a record."""
     import model as models
+    import report
     import utils
     net = getattr(models, record["model"])()
-    utils.load_weights(net, Path(res) / f"{record['model']}.pt")
+    report.load_weights(net, Path(res) / f"{record['model']}.pt")
     _, acc = utils.evaluate(net, test)
     return acc, utils.count_params(net), utils.receptive_field(net)[-1]["rf"]
 
 
 def step_checks(step, record, root, test):
-    """[(check, evidence, ok)] tying one step's record to its weights, code and notebook."""
-    import utils
+    """[(check, evidence, ok)] tying one step's record to its weights and notebook."""
+    import report
     res = Path(root) / "results"
     acc, params, rf = rescore(record, res, test)
     recorded = record["history"]["test_acc"][-1]
-    code = {name: utils.file_sha256(Path(root) / name) for name in utils.CODE_FILES}
     block = sync_docs.sections(Path(root) / NOTEBOOKS[step]).get("result", "")
     return [
         (f"Step {step}: saved {record['model']} re-scored on the test set",
@@ -44,11 +44,8 @@ def step_checks(step, record, root, test):
         (f"Step {step}: parameters and receptive field", f"{params:,} params, RF {rf} (recorded "
          f"{record['params']:,}, RF {record['receptive_field']})",
          (params, rf) == (record["params"], record["receptive_field"])),
-        (f"Step {step}: made by the committed model.py and utils.py",
-         "sha256 " + ("equal" if record.get("code") == code else "differ: re-run the notebook"),
-         record.get("code") == code),
         (f"Step {step}: Result block written from step{step}.json", NOTEBOOKS[step],
-         block == utils.result_markdown(record)),
+         block == report.result_markdown(record)),
         (f"Step {step}: evaluated on the MNIST test set", record["settings"].get("evaluated_on", "not recorded"),
          record["settings"].get("evaluated_on") == "test set"),
     ]
@@ -58,7 +55,7 @@ def seeds_checks(seeds, step3):
     """The seeds run used the committed notebook's settings and code, and every seed has its curve."""
     if seeds is None:
         return [("Seeds run present", "no results/seeds.json", False)]
-    same = {k: seeds.get(k) == step3.get(k) for k in ("model", "params", "epochs", "settings", "code")}
+    same = {k: seeds.get(k) == step3.get(k) for k in ("model", "params", "epochs", "settings", "code_fingerprint")}
     curves = all(min(r["test_acc"][-WINDOW:]) == r["min_last"] for r in seeds["seeds"])
     return [("Seeds: same model, settings and code as Step 3",
              ", ".join(k for k, ok in same.items() if not ok) or "all equal", all(same.values())),
@@ -73,12 +70,9 @@ def holdout_checks(held, step3):
     held-out training images, not the test set."""
     if held is None:
         return []
-    same = {k: held.get(k) == step3.get(k) for k in ("model", "params", "epochs", "code")}
-    def recipe(settings):  # a smaller training set also means fewer scheduler steps
-        kept = {k: v for k, v in settings.items() if k not in SPLIT_KEYS}
-        if isinstance(kept.get("scheduler"), dict):
-            kept["scheduler"] = {k: v for k, v in kept["scheduler"].items() if k != "total_steps"}
-        return kept
+    same = {k: held.get(k) == step3.get(k) for k in ("model", "params", "epochs", "code_fingerprint")}
+    def recipe(settings):
+        return {k: v for k, v in settings.items() if k not in SPLIT_KEYS}
     same["settings"] = recipe(held["settings"]) == recipe(step3["settings"])
     where = held["settings"].get("evaluated_on", "not recorded")
     return [("Held-out seeds: same model, settings and code as Step 3",
@@ -89,6 +83,7 @@ def holdout_checks(held, step3):
 
 def check(root=ROOT, device="cpu"):
     """[(check, evidence, ok)] for the committed state under root."""
+    import report
     import utils
     res = Path(root) / "results"
     records = sync_docs.load_records(res)
@@ -97,18 +92,21 @@ def check(root=ROOT, device="cpu"):
     _, test = utils.mnist_loaders(batch_size=1000, device=device)
     rows = [("Every step has its results file", ", ".join(f"step{s}.json" for s in records),
              sorted(records) == sorted(NOTEBOOKS))]
+    stale = report.stale_records(root)
+    rows.append(("Every results file made by this checkout's model.py and utils.py",
+                 "fingerprints equal" if not stale else report.stale_message(stale), not stale))
     for step, record in records.items():
         rows += step_checks(step, record, root, test)
     if 3 in records:
         rows += seeds_checks(seeds, records[3]) + holdout_checks(held, records[3])
-    rows += [(name, evidence, met) for name, met, evidence in sync_docs.constraints(records, seeds)]
+    rows += [(name, evidence, met) for name, met, evidence in sync_docs.constraints(records)]
     extra = sync_docs.seeds_row(seeds)
     if extra:  # reported as it is (PASS or MISS); the README's checklist states the same
         name, met, evidence = extra
         rows.append((name, evidence, True if met else MISS))
-    readme = (Path(root) / "README.md").read_text()
-    rows.append(("README tables and checklist written from results/", "README.md",
-                 sync_docs.render_readme(readme, root) == readme))
+    for doc in sync_docs.DOCS:
+        text, new = sync_docs.render_doc(doc, root)
+        rows.append((f"{doc}: tables and checklist written from the records", doc, new == text))
     return rows
 
 

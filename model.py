@@ -22,8 +22,8 @@ import torch.nn as nn
 class ConvBlock(nn.Sequential):
     """conv -> [batch norm] -> ReLU -> [dropout]: the one block every model is built from."""
 
-    def __init__(self, c_in, c_out, kernel_size=3, bn=False, dropout=0.0):
-        conv = nn.Conv2d(c_in, c_out, kernel_size, bias=not bn)  # BN has its own shift
+    def __init__(self, c_in, c_out, kernel_size=3, bn=False, dropout=0.0, padding=0):
+        conv = nn.Conv2d(c_in, c_out, kernel_size, padding=padding, bias=not bn)  # BN has its own shift
         if not bn:
             # He initialisation keeps the signal's scale through a deep plain ReLU stack;
             # PyTorch's default (variance 1 / (3 fan_in)) shrinks it at every layer.

@@ -27,10 +27,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import sync_docs
-from sync_docs import NOTEBOOKS, TARGET, WINDOW
+from sync_docs import NOTEBOOKS
+from utils import TARGET, WINDOW
 
 ROOT = Path(__file__).resolve().parent
-LIBRARY = ("model.py", "utils.py")  # what a staged notebook imports
+LIBRARY = ("model.py", "utils.py", "report.py")  # what a staged notebook imports
 EPOCH_LINE = re.compile(r"^epoch +\d+ \| lr .*$")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 PLACEHOLDER_REPO = "OWNER/REPO"
@@ -119,7 +120,7 @@ def kill_tree(pid, grace=3.0):
             time.sleep(0.1)
 
 
-def say(*args):
+def echo_line(*args):
     """print, flushed at once: the console shows each epoch line as it comes, even when it is a
     file or a pipe."""
     print(*args, flush=True)
@@ -156,7 +157,7 @@ def clear_stale_stages(dest):
             shutil.rmtree(old, ignore_errors=True)
 
 
-def execute(src, stage, parameters=None, on_line=say, timeout=None, env=None):
+def execute(src, stage, parameters=None, on_line=echo_line, timeout=None, env=None):
     """Run notebook src into the folder stage through papermill (a child process), with stage
     as the working directory; each printed line goes to on_line.  Returns the seconds it took;
     raises NotebookFailed with the tail of the error when the notebook does not run to the end."""
@@ -260,10 +261,10 @@ def promote(stage, dest, notebook):
     os.replace(Path(stage) / notebook, dest / notebook)
 
 
-def run_step(step, dest, parameters=None, label=None, echo=say, timeout=None, env=None):
+def run_step(step, dest, parameters=None, label=None, echo=echo_line, timeout=None, env=None):
     """Run one step in a staging folder inside dest; on success write its Result block and move
     its notebook and results into dest.  Returns (record, seconds)."""
-    import utils
+    import report
     label = label or f"step {step}"
     stage = Path(dest) / f".staging-{label.replace(' ', '')}-{os.getpid()}"
     clear_stale_stages(dest)
@@ -278,7 +279,7 @@ def run_step(step, dest, parameters=None, label=None, echo=say, timeout=None, en
         path = stage / "results" / f"step{step}.json"
         if not path.is_file():
             raise NotebookFailed(f"{NOTEBOOKS[step]} ran to the end but wrote no results/step{step}.json")
-        record = utils.load_record(path)
+        record = report.load_record(path)
         sync_docs.sync_result_block(stage / NOTEBOOKS[step], record)
         with signals_held():
             promote(stage, dest, NOTEBOOKS[step])
@@ -298,7 +299,7 @@ def step_line(step, record, seconds):
 
 # ----------------------------------------------------------------------------- series and seeds
 
-def run_steps(steps, dest, parameters, echo=say, timeout=None, env=None):
+def run_steps(steps, dest, parameters, echo=echo_line, timeout=None, env=None):
     """Run each step in turn; returns {step: seconds}."""
     times = {}
     for step in steps:
@@ -309,9 +310,9 @@ def run_steps(steps, dest, parameters, echo=say, timeout=None, env=None):
     return times
 
 
-def run_seeds(seeds, dest, parameters, jobs=1, echo=say, timeout=None, env=None):
+def run_seeds(seeds, dest, parameters, jobs=1, echo=echo_line, timeout=None, env=None):
     """Run Step 3 once per seed into dest/seed_K; returns the seeds record."""
-    def one(seed):
+    def run_one_seed(seed):
         params = dict(parameters, seed=seed, progress=False)
         record, seconds = run_step(3, Path(dest) / f"seed_{seed}", params, label=f"seed {seed}",
                                    echo=echo, timeout=timeout, env=env)
@@ -320,7 +321,7 @@ def run_seeds(seeds, dest, parameters, jobs=1, echo=say, timeout=None, env=None)
     echo(f"== Step 3 on seeds {' '.join(map(str, seeds))}, {jobs} at a time")
     pool = ThreadPoolExecutor(max_workers=jobs)
     try:
-        futures = [pool.submit(one, seed) for seed in seeds]
+        futures = [pool.submit(run_one_seed, seed) for seed in seeds]
         records = [f.result() for f in futures]
     except BaseException:  # a failed seed or an interrupt stops the others too
         stop()
@@ -335,13 +336,13 @@ def seeds_record(records):
     and the settings and code every seed shared (an error if they did not)."""
     first = records[0]
     for r in records[1:]:
-        for key in ("model", "params", "epochs", "settings", "code"):
+        for key in ("model", "params", "epochs", "settings", "code_fingerprint"):
             if r.get(key) != first.get(key):
                 raise NotebookFailed(f"seed {r['seed']} ran with another {key} than seed {first['seed']}")
     rows = [dict(seed=r["seed"], test_acc=r["history"]["test_acc"], min_last=min(r["history"]["test_acc"][-WINDOW:]),
                  last=r["history"]["test_acc"][-1], best=max(r["history"]["test_acc"]),
                  wall_seconds=r["wall_seconds"], threads=r.get("threads")) for r in records]
-    keep = ("model", "params", "epochs", "device", "torch", "threads", "code", "git_commit",
+    keep = ("model", "params", "epochs", "device", "torch", "threads", "code_fingerprint", "git_commit",
             "code_as_committed", "settings")
     return dict({k: first.get(k) for k in keep}, test_images=first.get("settings", {}).get("test_images", 10000),
                 window=WINDOW, target=TARGET, seeds=rows)
@@ -349,9 +350,9 @@ def seeds_record(records):
 
 def save_seeds(record, res, name="seeds"):
     """results/<name>.json and <name>.png for a seeds run."""
-    import utils
-    utils.write_json(record, Path(res) / f"{name}.json")
-    utils.plot_seeds(record, Path(res) / f"{name}.png", target=TARGET, window=WINDOW)
+    import report
+    report.write_json(record, Path(res) / f"{name}.json")
+    report.plot_seeds(record, Path(res) / f"{name}.png", target=TARGET, window=WINDOW)
     return Path(res) / f"{name}.json"
 
 
@@ -453,7 +454,7 @@ def notebook_parameters(args):
     return params
 
 
-def run(args, echo=say):
+def run(args, echo=echo_line):
     """The notebook runs the arguments ask for; the README is rewritten for in-place runs."""
     params = notebook_parameters(args)
     dest = Path(args.out) if args.out else ROOT
@@ -472,8 +473,9 @@ def run(args, echo=say):
     total = time.perf_counter() - start
     echo(f"series: {len(times)} notebooks in {total:.0f} s")
     if not args.out and args.steps == [1, 2, 3] and not params and not threads:
+        import report
         import utils
-        utils.write_json(dict(utils.provenance(utils.get_device("auto")), total_seconds=total,
+        report.write_json(dict(report.provenance(utils.get_device("auto")), total_seconds=total,
                               notebooks={str(k): v for k, v in times.items()}),
                          ROOT / "results" / "series.json")
 

@@ -8,15 +8,18 @@ import re
 import sys
 from pathlib import Path
 
+import report
+from utils import TARGET, WINDOW
+
 ROOT = Path(__file__).resolve().parent
 NOTEBOOKS = {1: "Step1_Skeleton.ipynb", 2: "Step2_LightModel.ipynb",
              3: "Step3_BN_Dropout_Aug_LR.ipynb"}
 TITLES = {1: "The skeleton", 2: "The light model",
           3: "Batch norm, dropout, augmentation and an LR schedule"}
 RESULT_BLOCK = re.compile(r"(<!-- result:begin -->\n)(.*?)(\n<!-- result:end -->)", re.S)
+DOCS = ("README.md", "docs/recipe-history.md")  # the documents with generated sections
 GENERATED = re.compile(r"(<!-- generated:(\w+):begin -->\n)(.*?)(<!-- generated:\2:end -->)", re.S)
-TARGET, WINDOW = 99.4, 5  # the assignment's bar: >= 99.4% in each of the last 5 epochs
-MAX_PARAMS, MAX_EPOCHS = 8000, 15
+MAX_PARAMS, MAX_EPOCHS = 8000, 15  # the assignment's budget
 
 
 class DocsError(ValueError):
@@ -33,12 +36,11 @@ def first_cell(nb_path):
 def sync_result_block(nb_path, record):
     """Rewrite the Result block in the notebook's first cell from its results record."""
     import nbformat
-    import utils
     nb = nbformat.read(str(nb_path), as_version=4)
     cell = nb.cells[0]
     if not RESULT_BLOCK.search(cell.source):
         raise DocsError(f"{Path(nb_path).name}: the first cell has no <!-- result:begin/end --> markers")
-    cell.source = RESULT_BLOCK.sub(lambda m: m.group(1) + utils.result_markdown(record) + m.group(3),
+    cell.source = RESULT_BLOCK.sub(lambda m: m.group(1) + report.result_markdown(record) + m.group(3),
                                    cell.source)
     strip_machine_paths(nb, Path(nb_path).name)
     nbformat.write(nb, str(nb_path))
@@ -65,51 +67,49 @@ def sections(nb_path):
 
 def load_records(res):
     """{step: record} for the steps that have a results file in res."""
-    import utils
-    return {s: utils.load_record(Path(res) / f"step{s}.json")
+    return {s: report.load_record(Path(res) / f"step{s}.json")
             for s in NOTEBOOKS if (Path(res) / f"step{s}.json").is_file()}
 
 
-def readme_sections(root=ROOT):
-    """The text of every generated README section, from the notebooks and results/."""
+def readme_sections(root=ROOT, up=""):
+    """The text of every generated section, from the notebooks and results/; links start with
+    `up` (the way from the document's folder to the repository's root)."""
     res = Path(root) / "results"
     records = load_records(res)
     seeds = json.loads((res / "seeds.json").read_text()) if (res / "seeds.json").is_file() else None
-    out = {"steps": steps_table(records), "checklist": checklist(records, seeds)}
+    out = {"steps": steps_table(records, up), "checklist": checklist(records, seeds)}
     for step in NOTEBOOKS:
-        out[f"step{step}"] = (step_section(step, records[step], Path(root) / NOTEBOOKS[step])
+        out[f"step{step}"] = (step_section(step, records[step], Path(root) / NOTEBOOKS[step], up)
                               if step in records else
                               f"_Step {step} has not been run yet: `python run_notebooks.py --steps {step}`._\n")
-    out["seeds"] = (seeds_table(seeds) if seeds else
+    out["seeds"] = (seeds_table(seeds, "seeds", up) if seeds else
                     "_Not run yet: `python run_notebooks.py --steps 3 --seeds 1 2 3 4 5 6 7 8 9 10`._\n")
     held = res / "holdout.json"
-    out["holdout"] = (seeds_table(json.loads(held.read_text()), "holdout") if held.is_file() else
+    out["holdout"] = (seeds_table(json.loads(held.read_text()), "holdout", up) if held.is_file() else
                       "_Not run yet: `python run_notebooks.py --seeds 111 112 113 114 --holdout 10000`._\n")
-    sweep = Path(root) / "benchmarks" / "recipe_sweep.json"  # its own script ran it, not the notebooks
-    out["sweep"] = (sweep_table(json.loads(sweep.read_text())) if sweep.is_file() else
-                    "_Not run yet: `python benchmarks/recipe_sweep.py` (needs a GPU to finish in minutes)._\n")
+    sweep = Path(root) / "docs" / "records" / "recipe_sweep_b7d79cc.json"  # a historical record
+    out["sweep"] = sweep_table(json.loads(sweep.read_text())) if sweep.is_file() else "_Not in this copy._\n"
     out["performance"] = performance(res) or "_Not measured yet: `python benchmarks/pipeline.py`._\n"
     return out
 
 
-def step_section(step, record, nb_path):
+def step_section(step, record, nb_path, up=""):
     sec = sections(nb_path)
     return "\n".join([
-        f"### Step {step}: {TITLES[step]} ([{NOTEBOOKS[step]}]({NOTEBOOKS[step]}))", "",
+        f"### Step {step}: {TITLES[step]} ([{NOTEBOOKS[step]}]({up}{NOTEBOOKS[step]}))", "",
         "**Target.** " + sec.get("target", ""), "",
         "**Result.**", "", sec.get("result", ""), "",
         "**Analysis.** " + sec.get("analysis", ""), "",
-        "Receptive field:", "", "```", record["rf_table"], "```", "",
-        f"![Step {step} curves](results/step{step}_curves.png)", ""])
+        "Receptive field:", "", "```", report.format_rf_table(record["rf_rows"]), "```", "",
+        f"![Step {step} curves]({up}results/step{step}_curves.png)", ""])
 
 
-def steps_table(records):
-    import utils
+def steps_table(records, up=""):
     lines = ["| Step | Model | Params | RF | Best test acc | Min test acc, last 5 | Epochs | "
              "Wall time | Device |", "|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for step, r in records.items():
-        s = utils.score_history(r["history"], WINDOW, TARGET)
-        lines.append(f"| [{step}]({NOTEBOOKS[step]}) | {r['model']} | {r['params']:,} | "
+        s = report.score_history(r["history"], WINDOW, TARGET)
+        lines.append(f"| [{step}]({up}{NOTEBOOKS[step]}) | {r['model']} | {r['params']:,} | "
                      f"{r['receptive_field']} | {s['best_test']:.2f}% (epoch {s['best_test_epoch']}) | "
                      f"{s['min_last']:.2f}% | {r['epochs']} | {r['wall_seconds']:.0f} s | "
                      f"{r['device']}, {threads(r)} |")
@@ -126,7 +126,7 @@ def correct_digits(accuracy, images):
     return round(accuracy * images / 100)
 
 
-def constraints(records, seeds):
+def constraints(records):
     """[(constraint, met, evidence)] for the assignment's rules, from the results records."""
     r = records.get(3)
     if r is None:
@@ -159,7 +159,7 @@ def seeds_row(seeds):
 
 
 def checklist(records, seeds):
-    rows = constraints(records, seeds) + [r for r in [seeds_row(seeds)] if r and 3 in records]
+    rows = constraints(records) + [r for r in [seeds_row(seeds)] if r and 3 in records]
     if not rows:
         return "Step 3 has not been run yet.\n"
     lines = ["| Constraint | Met | Evidence |", "|---|---|---|"]
@@ -167,7 +167,7 @@ def checklist(records, seeds):
     return "\n".join(lines) + "\n"
 
 
-def seeds_table(s, name="seeds"):
+def seeds_table(s, name="seeds", up=""):
     n = s.get("test_images", 10000)
     where = s.get("settings", {}).get("evaluated_on", "test set")
     acc = "test acc" if where == "test set" else "held-out acc"
@@ -186,16 +186,17 @@ def seeds_table(s, name="seeds"):
     lines += ["", f"Worst seed: {worst:.2f}% ({correct_digits(worst, n):,} of {n:,} digits, "
               f"{abs(margin)} {'above' if margin >= 0 else 'below'} the {correct_digits(s['target'], n):,} "
               f"the bar asks for); mean of the per-seed minimums: {sum(mins) / len(mins):.2f}%.", "",
-              f"![accuracy per seed](results/{name}.png)", ""]
+              f"![accuracy per seed]({up}results/{name}.png)", ""]
     return "\n".join(lines)
 
 
 def sweep_table(s):
-    """The recipe sweep (benchmarks/recipe_sweep.json), best mean of the per-seed minimums first."""
+    """The historical recipe sweep (docs/records/), best mean of the per-seed minimums first."""
     runs = sorted(s["runs"], key=lambda r: -r["mean_min5"])
     n, w, t = s["seeds_per_recipe"], s["window"], s["target"]
-    lines = [f"{n} seeds per recipe, {s['epochs']} epochs, on {s['device']} ({s['code']}); each seed "
-             f"judged by its minimum held-out accuracy over the last {w} epochs.", "",
+    lines = [f"{n} seeds per recipe, {s['epochs']} epochs, on {s['device']}, by {s['code']} at commit "
+             f"{s['code_commit'][:7]}; each seed judged by its minimum held-out accuracy over the last {w} "
+             f"epochs. The record was assembled from the script's output lines, not written whole by it.", "",
              f"| Recipe (what differs from the baseline) | Params | Mean of the minimums | Seeds >= {t}% | Worst seed |",
              "|---|---:|---:|---:|---:|"]
     for r in runs:
@@ -226,9 +227,9 @@ def performance(res):
     return "\n".join(lines)
 
 
-def render_readme(text, root=ROOT):
-    """README text with every generated section rewritten; unknown sections are an error."""
-    new = readme_sections(root)
+def render_readme(text, root=ROOT, up=""):
+    """A document's text with every generated section rewritten; unknown sections are an error."""
+    new = readme_sections(root, up)
 
     def fill(m):
         name = m.group(2)
@@ -238,15 +239,28 @@ def render_readme(text, root=ROOT):
     return GENERATED.sub(fill, text)
 
 
+def up_from(doc):
+    """The way from a document's folder back to the repository's root, for its links."""
+    return "../" * (len(Path(doc).parts) - 1)
+
+
+def render_doc(doc, root=ROOT):
+    """(text now, text with its generated sections rewritten) of one of DOCS."""
+    text = (Path(root) / doc).read_text()
+    return text, render_readme(text, root, up_from(doc))
+
+
 def write_readme(root=ROOT):
-    """Rewrite the README's generated sections; True when anything changed."""
-    import utils
-    path = Path(root) / "README.md"
-    text = path.read_text()
-    new = render_readme(text, root)
-    if new != text:
-        utils.atomic_write(path, lambda tmp: Path(tmp).write_text(new))
-    return new != text
+    """Rewrite the generated sections of the README and the other DOCS; True when anything changed."""
+    changed = False
+    for doc in DOCS:
+        if not (Path(root) / doc).is_file():
+            continue
+        text, new = render_doc(doc, root)
+        if new != text:
+            report.atomic_write(Path(root) / doc, lambda tmp: Path(tmp).write_text(new))
+            changed = True
+    return changed
 
 
 if __name__ == "__main__":

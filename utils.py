@@ -1,16 +1,16 @@
-"""The library behind the three notebooks: data, augmentation, loops, receptive fields,
-summaries, plots and results.  The notebooks import from here and define no loop of their own.
+"""The training library behind the three notebooks: data, augmentation, the recipe's optimizer
+and schedule, the train and test loops, the weight average and the receptive field.
+
+This is the code that decides a run's numbers, so every results file names its fingerprint
+(report.fingerprint: comments and docstrings can change without staling a record, code
+cannot).  Plots, tables, Result blocks and the results files themselves live in report.py.
+The notebooks import from here and define no loop of their own.
 """
-import copy
-import hashlib
-import json
+import gzip
 import math
 import os
-import platform
 import random
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from tqdm import tqdm  # the plain text bar: widget bars render as junk on GitHub
 
 MEAN, STD = 0.1307, 0.3081  # MNIST training-set pixel statistics
+TARGET, WINDOW = 99.4, 5    # the assignment's bar: test accuracy >= 99.4% in each of the last 5 epochs
 DATA_ENV = "MNIST_DATA_DIR"  # environment variable naming the folder that holds MNIST/raw
 # IDX files as torchvision lays them out: name -> (magic number, size in bytes)
 MNIST_FILES = {
@@ -28,7 +29,6 @@ MNIST_FILES = {
     "t10k-images-idx3-ubyte": (2051, 16 + 10000 * 28 * 28),
     "t10k-labels-idx1-ubyte": (2049, 8 + 10000),
 }
-CODE_FILES = ("model.py", "utils.py")  # the code a results file records the sha256 of
 HISTORY_KEYS = ("epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds")
 
 
@@ -42,6 +42,10 @@ class MNISTCorruptError(ValueError):
 
 class TrainingDivergedError(RuntimeError):
     """The loss became NaN or infinite."""
+
+
+class RecipeError(ValueError):
+    """A recipe lacks a setting, has one this library does not know, or does not match what runs."""
 
 
 # ----------------------------------------------------------------------------- set-up
@@ -75,35 +79,52 @@ def data_dir(root=None):
 
 # ----------------------------------------------------------------------------- data
 
+def read_idx(root, name):
+    """One MNIST IDX file of root/MNIST/raw as a flat uint8 tensor, header included; `name.gz`
+    is read when `name` is not there.  A missing or damaged file is a clear error."""
+    raw = Path(root) / "MNIST" / "raw"
+    path = raw / name
+    if not path.is_file() and (raw / f"{name}.gz").is_file():
+        path = raw / f"{name}.gz"
+    if not path.is_file():
+        raise MNISTNotFoundError(
+            f"MNIST not found in {raw} (missing: {name}). Put the four files "
+            f"{', '.join(MNIST_FILES)} there (or gzipped), or point the data folder (the data_dir "
+            f"argument or the {DATA_ENV} environment variable) at a folder that holds MNIST/raw/.")
+    data = (gzip.open if path.suffix == ".gz" else open)(path, "rb").read()
+    magic, size = MNIST_FILES[name]
+    if int.from_bytes(data[:4], "big") != magic or len(data) != size:
+        raise MNISTCorruptError(
+            f"{path} is damaged: expected an IDX file of {size} bytes with magic number "
+            f"{magic}, found {len(data)} bytes. Replace it with a fresh copy (delete the "
+            f"folder and let torchvision download it again).")
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8)
+
+
 def check_mnist_files(root):
     """Raise a clear error when an MNIST file in root/MNIST/raw is missing or damaged."""
-    raw = Path(root) / "MNIST" / "raw"
-    missing = [name for name in MNIST_FILES if not (raw / name).is_file()]
+    missing = [name for name in MNIST_FILES if not any(
+        (Path(root) / "MNIST" / "raw" / n).is_file() for n in (name, f"{name}.gz"))]
     if missing:
         raise MNISTNotFoundError(
-            f"MNIST not found in {raw} (missing: {', '.join(missing)}). Put the four files "
-            f"{', '.join(MNIST_FILES)} there, or point the data folder (the data_dir argument or "
-            f"the {DATA_ENV} environment variable) at a folder that holds MNIST/raw/.")
-    for name, (magic, size) in MNIST_FILES.items():
-        path = raw / name
-        head = path.open("rb").read(4)
-        actual = path.stat().st_size
-        if int.from_bytes(head, "big") != magic or actual != size:
-            raise MNISTCorruptError(
-                f"{path} is damaged: expected an IDX file of {size} bytes with magic number "
-                f"{magic}, found {actual} bytes. Replace it with a fresh copy (delete the "
-                f"folder and let torchvision download it again).")
+            f"MNIST not found in {Path(root) / 'MNIST' / 'raw'} (missing: {', '.join(missing)}). "
+            f"Put the four files {', '.join(MNIST_FILES)} there, or point the data folder (the "
+            f"data_dir argument or the {DATA_ENV} environment variable) at a folder that holds MNIST/raw/.")
+    for name in MNIST_FILES:
+        read_idx(root, name)
 
 
 def load_mnist(root=None, train=True, download=True):
-    """Return (images uint8 (N, 28, 28), labels int64 (N,)) read through torchvision."""
-    from torchvision.datasets import MNIST
+    """Return (images uint8 (N, 28, 28), labels int64 (N,)).  When the files are not in
+    root/MNIST/raw, torchvision downloads them there (download=True)."""
     root = data_dir(root)
+    prefix = "train" if train else "t10k"
     try:
         check_mnist_files(root)
     except MNISTNotFoundError:
         if not download:
             raise
+        from torchvision.datasets import MNIST
         try:
             MNIST(str(root), train=train, download=True)
         except Exception as err:  # no network, no write access, ...
@@ -111,22 +132,28 @@ def load_mnist(root=None, train=True, download=True):
                 f"MNIST is not in {Path(root) / 'MNIST' / 'raw'} and downloading it failed ({err}). "
                 f"Put the files {', '.join(MNIST_FILES)} there, or set {DATA_ENV} to a folder "
                 f"that holds MNIST/raw/.") from err
-        check_mnist_files(root)
-    ds = MNIST(str(root), train=train, download=False)
-    return ds.data, ds.targets
+    images = read_idx(root, f"{prefix}-images-idx3-ubyte")[16:].view(-1, 28, 28)
+    labels = read_idx(root, f"{prefix}-labels-idx1-ubyte")[8:].long()
+    return images, labels
 
 
-def random_affine(x, degrees=7.0, translate=0.0, generator=None):
-    """Rotate each image of a batch by U(-degrees, degrees) and shift it by up to
-    translate * size, in one affine_grid/grid_sample call; empty borders are filled with 0.
+def random_affine(x, degrees=7.0, translate=0.0, generator=None, scale=0.0):
+    """Rotate each image of a batch by U(-degrees, degrees), shift it by up to translate * size
+    and (with scale) zoom it by U(1 - scale, 1 + scale), in one affine_grid/grid_sample call;
+    empty borders are filled with 0.
 
-    x: float (N, C, H, W) in pixel space [0, 1], so that 0 is the black background.
+    x: float (N, C, H, W) in pixel space [0, 1], so that 0 is the black background.  The random
+    numbers are drawn on the CPU (the same on every device); the zoom is drawn only when asked
+    for, so runs without it draw what they always drew.
     """
     n = x.shape[0]
-    rand = torch.rand(n, 3, generator=generator).to(x.device)  # CPU draws: same on every device
+    rand = torch.rand(n, 3, generator=generator).to(x.device)
     angle = (rand[:, 0] * 2 - 1) * math.radians(degrees)
     shift = (rand[:, 1:] * 2 - 1) * translate * 2  # affine_grid's frame spans [-1, 1]
     cos, sin = torch.cos(angle), torch.sin(angle)
+    if scale:
+        zoom = 1 + (torch.rand(n, generator=generator).to(x.device) * 2 - 1) * scale
+        cos, sin = cos / zoom, sin / zoom  # sampling at coordinates / zoom magnifies by zoom
     theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1),
                          torch.stack([sin, cos, shift[:, 1]], 1)], 1)  # (N, 2, 3)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
@@ -141,13 +168,13 @@ class Loader:
     """
 
     def __init__(self, images, labels, batch_size=128, shuffle=False, degrees=0.0,
-                 translate=0.0, seed=0, device="cpu"):
+                 translate=0.0, seed=0, device="cpu", scale=0.0):
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         self.images = images.to(device)  # uint8 (N, 28, 28): 4x smaller than floats
         self.labels = labels.to(device)
         self.batch_size, self.shuffle = batch_size, shuffle
-        self.degrees, self.translate = degrees, translate
+        self.degrees, self.translate, self.scale = degrees, translate, scale
         self.generator = torch.Generator().manual_seed(seed)
 
     def __len__(self):
@@ -160,8 +187,8 @@ class Loader:
         for start in range(0, n, self.batch_size):
             idx = order[start:start + self.batch_size]
             x = self.images[idx].unsqueeze(1).float() / 255.0  # (B, 1, 28, 28) in [0, 1]
-            if self.degrees or self.translate:
-                x = random_affine(x, self.degrees, self.translate, self.generator)
+            if self.degrees or self.translate or self.scale:
+                x = random_affine(x, self.degrees, self.translate, self.generator, self.scale)
             yield (x - MEAN) / STD, self.labels[idx]
 
 
@@ -172,12 +199,12 @@ def clean_loader(loader, batch_size=1000):
 
 
 def mnist_loaders(root=None, batch_size=128, train_subset=None, degrees=0.0, translate=0.0,
-                  seed=1, device="cpu", test_batch_size=1000, holdout=0):
+                  seed=1, device="cpu", test_batch_size=1000, holdout=0, scale=0.0):
     """(train loader, test loader) over MNIST held on the device.
 
     train_subset keeps the first N training images (smoke runs).  holdout=N sets the last N
-    training images aside and evaluates on them instead of the test set: recipes are chosen
-    that way, so that the test set is only ever used for the record.
+    training images aside and evaluates on them instead of the test set, so that recipes can
+    be compared without looking at the test set.
     """
     train_x, train_y = load_mnist(root, train=True)
     if not 0 <= holdout < len(train_y):
@@ -190,21 +217,145 @@ def mnist_loaders(root=None, batch_size=128, train_subset=None, degrees=0.0, tra
     if train_subset:
         train_x, train_y = train_x[:train_subset], train_y[:train_subset]
     train = Loader(train_x, train_y, batch_size, shuffle=True, degrees=degrees,
-                   translate=translate, seed=seed, device=device)
+                   translate=translate, seed=seed, device=device, scale=scale)
     test = Loader(test_x, test_y, test_batch_size, device=device)
     test.split = f"last {holdout:,} training images (held out)" if holdout else "test set"
     return train, test
 
 
+# ----------------------------------------------------------------------------- the recipe
+
+# What a recipe may hold; the first group is needed by every one.  A recipe is the record of how
+# a model was trained: run_settings checks it against the live loader, model and optimizer.
+RECIPE_KEYS = {
+    "every": ("epochs", "batch_size", "optimizer", "lr", "schedule"),
+    "sgd": ("momentum", "nesterov", "weight_decay"),
+    "adam": ("weight_decay",),
+    "constant": (),
+    "onecycle": ("pct_start", "final_div_factor"),  # lr is the peak
+    "piecewise": ("lr_points",),  # [[share of the training, lr], ...] from 0 to 1, linear in between; lr is the largest
+    "optional": ("degrees", "translate", "scale", "dropout", "ema_decay", "channels_last"),
+}
+RECIPE_DEFAULTS = dict(degrees=0.0, translate=0.0, scale=0.0, dropout=0.0, ema_decay=0.0,
+                       channels_last=False)
+
+
+def check_recipe(recipe):
+    """The recipe with its optional settings filled in (no augmentation, dropout, weight average
+    or channels-last layout unless it says so); a missing or unknown setting is a RecipeError."""
+    optimizer, schedule = recipe.get("optimizer"), recipe.get("schedule")
+    if optimizer not in ("sgd", "adam"):
+        raise RecipeError(f"recipe optimizer must be 'sgd' or 'adam', got {optimizer!r}")
+    if schedule not in ("constant", "onecycle", "piecewise"):
+        raise RecipeError(f"recipe schedule must be 'constant', 'onecycle' or 'piecewise', got {schedule!r}")
+    needed = RECIPE_KEYS["every"] + RECIPE_KEYS[optimizer] + RECIPE_KEYS[schedule]
+    missing = [k for k in needed if k not in recipe]
+    unknown = [k for k in recipe if k not in needed + RECIPE_KEYS["optional"]]
+    if missing or unknown:
+        raise RecipeError(f"recipe ({optimizer}, {schedule}): "
+                          + "; ".join(part for part in (
+                              f"missing {', '.join(missing)}" if missing else "",
+                              f"unknown {', '.join(unknown)} (for {optimizer} and {schedule} it takes "
+                              f"{', '.join(needed + RECIPE_KEYS['optional'])})" if unknown else "") if part))
+    if not isinstance(recipe["epochs"], int) or recipe["epochs"] <= 0:
+        raise RecipeError(f"recipe epochs must be a positive whole number, got {recipe['epochs']!r}")
+    if schedule == "piecewise":
+        points = recipe["lr_points"]
+        if (len(points) < 2 or points[0][0] != 0 or points[-1][0] != 1
+                or any(b[0] < a[0] for a, b in zip(points, points[1:]))
+                or max(p[1] for p in points) != recipe["lr"]):
+            raise RecipeError(f"recipe lr_points must run from 0 to 1 (shares of the training steps, never "
+                              f"falling; one share twice: a step) with lr {recipe['lr']} as the largest, got {points!r}")
+    return dict(RECIPE_DEFAULTS, **recipe)
+
+
+def piecewise_lr(points, share):
+    """The learning rate at a share of the training steps (0 to 1), linear between the
+    [share, lr] points; a share given twice is a step."""
+    for (s0, lr0), (s1, lr1) in zip(points, points[1:]):
+        if s0 < s1 and share <= s1:
+            return lr0 + (lr1 - lr0) * (share - s0) / (s1 - s0)
+    return points[-1][1]
+
+
+def make_optimizer(model, recipe, steps_per_epoch):
+    """(optimizer, scheduler or None) for a recipe; the scheduler is stepped after every batch.
+
+    sgd: SGD with momentum (nesterov or not); adam: Adam.  constant: lr throughout; onecycle:
+    OneCycleLR to the peak lr over pct_start of the steps, then a cosine anneal to
+    lr / 25 / final_div_factor, momentum fixed; piecewise: linear between lr_points (shares of
+    the training steps), so that a shorter run keeps the schedule's shape.
+    """
+    recipe = check_recipe(recipe)
+    if recipe["optimizer"] == "sgd":
+        optimizer = torch.optim.SGD(model.parameters(), lr=recipe["lr"], momentum=recipe["momentum"],
+                                    nesterov=recipe["nesterov"], weight_decay=recipe["weight_decay"])
+    else:
+        optimizer = torch.optim.Adam(model.parameters(), lr=recipe["lr"], weight_decay=recipe["weight_decay"])
+    if recipe["schedule"] == "onecycle":
+        return optimizer, torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=recipe["lr"], epochs=recipe["epochs"], steps_per_epoch=steps_per_epoch,
+            pct_start=recipe["pct_start"], cycle_momentum=False, final_div_factor=recipe["final_div_factor"])
+    if recipe["schedule"] == "piecewise":
+        points, peak, total = recipe["lr_points"], recipe["lr"], recipe["epochs"] * steps_per_epoch
+        return optimizer, torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: piecewise_lr(points, step / total) / peak)
+    return optimizer, None
+
+
+def place(model, device, channels_last=False):
+    """The model on the device, its weights in the channels-last layout if asked for (faster
+    convolutions on CPUs; the activations follow the weights' layout)."""
+    return model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
+
+
+def is_channels_last(model):
+    """Whether the model's convolutions hold their weights in the channels-last layout."""
+    convs = [m for m in model.modules()  # a 1x1 kernel or one input channel: both layouts coincide
+             if isinstance(m, nn.Conv2d) and m.in_channels > 1 and m.weight[0, 0].numel() > 1]
+    return bool(convs) and all(m.weight.is_contiguous(memory_format=torch.channels_last)
+                               and not m.weight.is_contiguous() for m in convs)
+
+
+def run_settings(recipe, model, train_loader, test_loader, optimizer, scheduler=None, ema=None):
+    """The settings a results file records: the recipe, checked against what runs (the loader's
+    batch and augmentation, the model's dropout and layout, the optimizer's and scheduler's
+    public state, the weight average's decay), plus the data the run trains and is scored on.
+    A difference is a RecipeError naming the setting."""
+    recipe = check_recipe(recipe)
+    group = optimizer.param_groups[0]
+    live = dict(batch_size=train_loader.batch_size, degrees=train_loader.degrees,
+                translate=train_loader.translate, scale=train_loader.scale,
+                dropout=max([m.p for m in model.modules() if isinstance(m, nn.Dropout)], default=0.0),
+                optimizer=type(optimizer).__name__.lower(), weight_decay=group["weight_decay"],
+                ema_decay=getattr(ema, "decay", 0.0) if ema is not None else 0.0,
+                channels_last=is_channels_last(model))
+    if recipe["optimizer"] == "sgd":
+        live.update(momentum=group["momentum"], nesterov=group["nesterov"])
+    if isinstance(scheduler, torch.optim.lr_scheduler.OneCycleLR):
+        live.update(schedule="onecycle", lr=group["max_lr"], epochs=scheduler.total_steps / len(train_loader),
+                    final_div_factor=group["initial_lr"] / group["min_lr"])
+        if scheduler.cycle_momentum:
+            raise RecipeError("the one-cycle schedule cycles the momentum: make it with make_optimizer, "
+                              "which fixes it, so that the recorded momentum is the one used")
+    elif isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
+        live.update(schedule="piecewise", lr=group["initial_lr"])
+    elif scheduler is None:
+        live.update(schedule="constant", lr=group["lr"])
+    else:
+        raise RecipeError(f"{type(scheduler).__name__} is not a schedule of this library: use make_optimizer")
+    differ = [f"{k}: recipe {recipe[k]!r}, running {v!r}" for k, v in live.items()
+              if k in recipe and not (v == recipe[k] or isinstance(v, float) and math.isclose(v, recipe[k]))]
+    if differ:
+        raise RecipeError("the run does not follow its recipe (" + "; ".join(differ) + ")")
+    return dict(recipe, train_images=len(train_loader.labels), test_images=len(test_loader.labels),
+                evaluated_on=getattr(test_loader, "split", "test set"),
+                batch_norm=any(isinstance(m, nn.BatchNorm2d) for m in model.modules()))
+
+
 # ----------------------------------------------------------------------------- loops
 
-def is_per_batch(scheduler):
-    """Schedulers that expect a step after every batch rather than every epoch."""
-    return isinstance(scheduler, (torch.optim.lr_scheduler.OneCycleLR,
-                                  torch.optim.lr_scheduler.CyclicLR))
-
-
-class Tally:
+class RunningSums:
     """Loss and correct-count sums kept on the device, read (one sync) at the end of an epoch."""
 
     def __init__(self, device):
@@ -223,10 +374,10 @@ class Tally:
 
 
 def train_epoch(model, loader, optimizer, scheduler=None, epoch=1, ema=None, progress=True):
-    """One pass over loader; returns (mean loss, accuracy %)."""
+    """One pass over loader, the scheduler stepped after every batch; returns (mean loss, accuracy %)."""
     model.train()
-    tally = Tally(next(model.parameters()).device)
-    first_bad = torch.full_like(tally.correct, -1)  # first batch with a non-finite loss
+    sums = RunningSums(next(model.parameters()).device)
+    first_bad = torch.full_like(sums.correct, -1)  # first batch with a non-finite loss
     bar = tqdm(total=len(loader), desc=f"epoch {epoch:2d}", ncols=80, disable=not progress,
                mininterval=2.0, file=sys.stdout)  # stdout: bars and epoch lines interleave
     for batch, (x, y) in enumerate(loader, start=1):
@@ -237,29 +388,29 @@ def train_epoch(model, loader, optimizer, scheduler=None, epoch=1, ema=None, pro
         optimizer.step()
         if ema is not None:
             ema.update_parameters(model)
-        if scheduler is not None and is_per_batch(scheduler):
+        if scheduler is not None:
             scheduler.step()
         bad = ~torch.isfinite(loss.detach()) & (first_bad < 0)
         first_bad = torch.where(bad, torch.full_like(first_bad, batch), first_bad)
-        tally.add(out, y, loss.detach() * len(y))
+        sums.add(out, y, loss.detach() * len(y))
         bar.update()
     bar.close()
     if first_bad.item() >= 0:
         raise TrainingDivergedError(
             f"the training loss became NaN or infinite in epoch {epoch}, batch {first_bad.item()} "
             f"of {len(loader)}; lower the learning rate or check the inputs")
-    return tally.result()
+    return sums.result()
 
 
 @torch.no_grad()
 def evaluate(model, loader):
     """(mean loss, accuracy %) on loader, with the model in eval mode."""
     model.eval()
-    tally = Tally(next(model.parameters()).device)
+    sums = RunningSums(next(model.parameters()).device)
     for x, y in loader:
         out = model(x)
-        tally.add(out, y, F.nll_loss(out, y, reduction="sum"))
-    return tally.result()
+        sums.add(out, y, F.nll_loss(out, y, reduction="sum"))
+    return sums.result()
 
 
 def make_ema(model, decay=0.999):
@@ -276,8 +427,13 @@ def make_ema(model, decay=0.999):
         d = min(decay, (1.0 + n) / (10.0 + n))
         return avg + (new - avg) * (1.0 - d)
     ema = AveragedModel(model, avg_fn=average, use_buffers=True)
-    ema.decay = decay  # read back into the run's settings
+    ema.decay = decay  # read back by run_settings
     return ema
+
+
+def evaluated_model(model, ema=None):
+    """The plain nn.Module whose weights each epoch evaluates: the average when there is one."""
+    return ema.module if ema is not None else model
 
 
 def epoch_line(row):
@@ -291,8 +447,7 @@ def fit(model, train_loader, test_loader, optimizer, epochs=15, scheduler=None, 
         progress=True, log=print):
     """Train for `epochs` epochs, evaluating after each; returns the history as a dict of
     per-epoch lists (HISTORY_KEYS).  With `ema` (make_ema) the averaged weights are the ones
-    evaluated; the scheduler steps per batch (OneCycleLR, CyclicLR) or per epoch (the rest;
-    ReduceLROnPlateau is given the test loss)."""
+    evaluated; the scheduler (make_optimizer's) steps after every batch."""
     if not isinstance(epochs, int) or epochs <= 0:
         raise ValueError(f"epochs must be a positive whole number, got {epochs!r}")
     history = {key: [] for key in HISTORY_KEYS}
@@ -301,11 +456,7 @@ def fit(model, train_loader, test_loader, optimizer, epochs=15, scheduler=None, 
         lr = optimizer.param_groups[0]["lr"]
         train_loss, train_acc = train_epoch(model, train_loader, optimizer, scheduler, epoch,
                                             ema=ema, progress=progress)
-        test_loss, test_acc = evaluate(ema if ema is not None else model, test_loader)
-        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            scheduler.step(test_loss)
-        elif scheduler is not None and not is_per_batch(scheduler):
-            scheduler.step()
+        test_loss, test_acc = evaluate(evaluated_model(model, ema), test_loader)
         row = dict(epoch=epoch, lr=lr, train_loss=train_loss, train_acc=train_acc,
                    test_loss=test_loss, test_acc=test_acc, seconds=time.perf_counter() - start)
         for key in HISTORY_KEYS:
@@ -314,77 +465,8 @@ def fit(model, train_loader, test_loader, optimizer, epochs=15, scheduler=None, 
     return history
 
 
-def _plain(v):
-    """v if it is a JSON scalar (or a tuple of them, as a list), else None."""
-    if isinstance(v, (bool, int, float, str)):
-        return v
-    if isinstance(v, (tuple, list)) and all(isinstance(x, (int, float)) for x in v):
-        return list(v)
-    return None
-
-
-def run_settings(model, loader, optimizer, scheduler=None, ema=None, test_loader=None):
-    """The settings of a run, read from the live objects (so the record is what ran):
-    batch and augmentation from the loader, dropout from the model, the optimizer's group
-    settings, the scheduler's own fields, the EMA decay and the size of the test set."""
-    group = optimizer.param_groups[0]
-    skip = {"params", "lr", "initial_lr", "max_lr", "min_lr", "foreach", "maximize", "capturable",
-            "differentiable", "fused", "decoupled_weight_decay"}
-    settings = dict(batch_size=loader.batch_size, degrees=loader.degrees, translate=loader.translate,
-                    train_images=len(loader.labels),
-                    dropout=sorted({m.p for m in model.modules() if isinstance(m, nn.Dropout)}),
-                    batch_norm=any(isinstance(m, nn.BatchNorm2d) for m in model.modules()),
-                    optimizer=type(optimizer).__name__,
-                    lr=group.get("initial_lr", group["lr"]),
-                    **{k: _plain(v) for k, v in group.items() if k not in skip and _plain(v) is not None})
-    if scheduler is not None:
-        fields = {k: _plain(v) for k, v in vars(scheduler).items()
-                  if not k.startswith("_") and k not in ("last_epoch", "verbose", "base_lrs")
-                  and _plain(v) is not None}
-        fields.update({k: group[k] for k in ("max_lr", "min_lr") if k in group})
-        phases = getattr(scheduler, "_schedule_phases", None)
-        if phases:  # OneCycleLR: the warm-up's share of the steps
-            fields["pct_start"] = round((phases[0]["end_step"] + 1) / scheduler.total_steps, 4)
-            fields["anneal_strategy"] = getattr(scheduler, "_anneal_func_type", None)
-        settings["scheduler"] = dict(name=type(scheduler).__name__, **fields)
-    settings["ema_decay"] = getattr(ema, "decay", None) if ema is not None else None
-    if test_loader is not None:
-        settings["test_images"] = len(test_loader.labels)
-        settings["evaluated_on"] = getattr(test_loader, "split", "test set")
-    return settings
-
-
-def file_sha256(path):
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def git_state(folder, files=CODE_FILES):
-    """(HEAD commit, whether folder's copies of files equal the ones in that commit) for the
-    git checkout that holds folder; (None, None) outside one (Colab)."""
-    def git(*args):
-        return subprocess.run(["git", *args], cwd=folder, capture_output=True, timeout=10,
-                              check=True).stdout
-    try:
-        commit = git("rev-parse", "HEAD").decode().strip()
-        same = all(hashlib.sha256(git("show", f"HEAD:{name}")).hexdigest()
-                   == file_sha256(Path(folder) / name) for name in files)
-    except (OSError, subprocess.SubprocessError):
-        return None, None
-    return commit, same
-
-
-def provenance(device):
-    """What made a results file: the sha256 of model.py and utils.py, the git commit (and whether
-    those two files are the committed ones), torch, the device and the CPU threads."""
-    here = Path(__file__).resolve().parent
-    commit, same = git_state(here)
-    return dict(code={name: file_sha256(here / name) for name in CODE_FILES},
-                git_commit=commit, code_as_committed=same, torch=torch.__version__,
-                device=device_name(device), threads=torch.get_num_threads())
-
-
-def final_scores(model, train_loader, history, log=print):
-    """Train and test scores of the final weights measured the same way (eval mode, no
+def train_test_scores(model, train_loader, history, log=print):
+    """Train and test scores of the weights at the end, measured the same way (eval mode, no
     augmentation, no dropout): the honest train-test gap.  Logs one line; returns the scores."""
     train_loss, train_acc = evaluate(model, clean_loader(train_loader))
     scores = dict(train_loss=train_loss, train_acc=train_acc, test_loss=history["test_loss"][-1],
@@ -395,23 +477,11 @@ def final_scores(model, train_loader, history, log=print):
     return scores
 
 
-def final_model(model, ema=None):
-    """The plain nn.Module whose weights were evaluated: the EMA copy when there is one."""
-    return ema.module if ema is not None else model
-
-
 # ----------------------------------------------------------------------------- inspection
 
-def count_params(model, trainable_only=True):
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
-
-
-def print_layers(model, input_size=(1, 28, 28)):
-    """Print torchsummary's layer table (of a CPU copy, so any device works); returns the
-    trainable parameter count."""
-    from torchsummary import summary
-    summary(copy.deepcopy(model).cpu(), input_size, device="cpu")
-    return count_params(model)
+def count_params(model):
+    """Trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def _pair(v):
@@ -455,226 +525,6 @@ def receptive_field(model, input_size=(1, 28, 28)):
         counts[kind] = counts.get(kind, 0) + 1
         rf += (k - 1) * d * jump
         jump *= s
-        rows.append(dict(layer=f"{kind}{counts[kind]}", output=tuple(out.shape[1:]),
+        rows.append(dict(layer=f"{kind}{counts[kind]}", output=list(out.shape[1:]),
                          kernel=k, stride=s, jump=jump, rf=rf))
     return rows
-
-
-def format_rf_table(rows):
-    """The receptive-field rows as a fixed-width text table."""
-    lines = [f"{'layer':<8} {'output (CxHxW)':>15} {'k':>3} {'s':>3} {'jump':>5} {'RF':>4}"]
-    for r in rows:
-        out = "x".join(str(v) for v in r["output"])
-        lines.append(f"{r['layer']:<8} {out:>15} {r['kernel']:>3} {r['stride']:>3} "
-                     f"{r['jump']:>5} {r['rf']:>4}")
-    return "\n".join(lines)
-
-
-@torch.no_grad()
-def misclassified(model, loader, limit=25):
-    """Up to `limit` wrong test predictions: (images (n, 28, 28) in [0, 1], true, predicted)."""
-    model.eval()
-    images, truth, preds = [], [], []
-    for x, y in loader:
-        p = model(x).argmax(1)
-        wrong = p != y
-        images.append(x[wrong]), truth.append(y[wrong]), preds.append(p[wrong])
-        if sum(len(t) for t in truth) >= limit:
-            break
-    images = (torch.cat(images)[:limit, 0] * STD + MEAN).cpu()
-    return images, torch.cat(truth)[:limit].cpu(), torch.cat(preds)[:limit].cpu()
-
-
-# ----------------------------------------------------------------------------- plots
-
-def save_figure(fig, path=None):
-    """Save fig as a PNG at path (creating its folder), if a path is given; returns fig."""
-    if path:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=90)
-    return fig
-
-
-def plot_history(history, path=None, target=99.4, title=""):
-    """Loss and accuracy per epoch, train vs test, every point shown; a third panel zooms in on
-    the accuracy around the target line."""
-    import matplotlib.pyplot as plt
-    fig, (ax_loss, ax_acc, ax_zoom) = plt.subplots(1, 3, figsize=(14, 3.8))
-    e = history["epoch"]
-    for key, label in (("train", "train"), ("test", "test")):
-        ax_loss.plot(e, history[f"{key}_loss"], "o-", ms=4, label=label)
-        for ax in (ax_acc, ax_zoom):
-            ax.plot(e, history[f"{key}_acc"], "o-", ms=4, label=label)
-    ax_loss.set(xlabel="epoch", ylabel="loss (NLL)", title="loss", yscale="log")
-    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
-    ax_zoom.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy, 98.5-100% (zoom)",
-                ylim=(98.5, 100))
-    for ax in (ax_acc, ax_zoom):
-        ax.axhline(target, color="red", ls="--", lw=1, label=f"{target}%")
-    for ax in (ax_loss, ax_acc, ax_zoom):
-        ax.grid(alpha=0.3), ax.legend()
-    fig.suptitle(title)
-    fig.tight_layout()
-    return save_figure(fig, path)
-
-
-def plot_seeds(record, path=None, target=99.4, window=5):
-    """Test accuracy per epoch for each seed of a seeds record: all epochs, and the last ones."""
-    import matplotlib.pyplot as plt
-    fig, (full, zoom) = plt.subplots(1, 2, figsize=(12, 3.8))
-    for row in record["seeds"]:
-        epochs = range(1, len(row["test_acc"]) + 1)
-        for ax in (full, zoom):
-            ax.plot(epochs, row["test_acc"], "o-", ms=3, label=f"seed {row['seed']}")
-    n = record["epochs"]
-    lows = [min(row["test_acc"][-window:]) for row in record["seeds"]]
-    for ax in (full, zoom):
-        ax.axhline(target, color="red", ls="--", lw=1, label=f"{target}%")
-        ax.set(xlabel="epoch", ylabel="test accuracy (%)")
-        ax.grid(alpha=0.3)
-    full.set(title="every epoch")
-    zoom.set(title=f"last {window} epochs", xlim=(n - window + 0.5, n + 0.5),
-             ylim=(min(min(lows), target) - 0.1, 99.8))
-    zoom.legend(fontsize=7, loc="lower left", ncol=4)
-    fig.suptitle(f"{record['model']}, {record['params']:,} parameters: test accuracy per seed")
-    fig.tight_layout()
-    return save_figure(fig, path)
-
-
-def plot_augmented(loader, path=None, n=20, cols=10):
-    """A grid of the first n images of one training batch, as the model sees them."""
-    import matplotlib.pyplot as plt
-    x, y = next(iter(loader))
-    rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.1, rows * 1.2))
-    for i, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if i < min(n, len(y)):
-            ax.imshow((x[i, 0] * STD + MEAN).cpu(), cmap="gray_r")
-            ax.set_title(str(y[i].item()), fontsize=9)
-    fig.tight_layout()
-    return save_figure(fig, path)
-
-
-def plot_misclassified(images, truth, preds, path=None, cols=10):
-    """A grid of wrongly classified digits titled 'true -> predicted'."""
-    import matplotlib.pyplot as plt
-    rows = max(1, math.ceil(len(images) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.1, rows * 1.3))
-    for i, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if i < len(images):
-            ax.imshow(images[i], cmap="gray_r")
-            ax.set_title(f"{truth[i]} -> {preds[i]}", fontsize=9)
-    fig.tight_layout()
-    return save_figure(fig, path)
-
-
-# ----------------------------------------------------------------------------- results
-
-def atomic_write(path, write):
-    """Call write(tmp_path) then rename onto path, so a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes owner-only files
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
-
-
-def make_record(model, history, seed, device, wall_seconds, settings=None, final=None):
-    """The JSON-ready record of one run, with what made it (provenance).  final: scores of the
-    final weights measured after training (e.g. on the un-augmented training digits)."""
-    rows = receptive_field(model)
-    return dict(model=type(model).__name__, params=count_params(model),
-                receptive_field=rows[-1]["rf"], rf_table=format_rf_table(rows),
-                epochs=len(history["epoch"]), seed=seed, wall_seconds=round(wall_seconds, 1),
-                **provenance(device), settings=settings or {}, final=final or {}, history=history)
-
-
-def score_history(history, window=5, target=99.4):
-    """Best train/test accuracy with their epochs, and the last `window` test accuracies."""
-    def best(key):
-        i = max(range(len(history[key])), key=lambda j: (history[key][j], -j))
-        return history[key][i], history["epoch"][i]
-    last = history["test_acc"][-window:]
-    (best_train, best_train_epoch), (best_test, best_test_epoch) = best("train_acc"), best("test_acc")
-    return dict(best_train=best_train, best_train_epoch=best_train_epoch, best_test=best_test,
-                best_test_epoch=best_test_epoch, last=last, min_last=min(last),
-                consistent=len(last) == window and min(last) >= target)
-
-
-def result_markdown(record, window=5, target=99.4):
-    """The Result block of a step, written from its results record (never by hand)."""
-    s = score_history(record["history"], window, target)
-    last = ", ".join(f"{a:.2f}" for a in s["last"])
-    verdict = (f"all >= {target}%: the target is met in this run" if s["consistent"]
-               else f"not all >= {target}%: the target is not met in this run")
-    return "\n".join([
-        f"- Parameters: {record['params']:,} (receptive field {record['receptive_field']})",
-        f"- Best train accuracy: {s['best_train']:.2f}% (epoch {s['best_train_epoch']})",
-        f"- Best test accuracy: {s['best_test']:.2f}% (epoch {s['best_test_epoch']})",
-        f"- Test accuracy, last {len(s['last'])} epochs: {last} (%); min {s['min_last']:.2f}%, {verdict}",
-        f"- {record['epochs']} epochs, seed {record['seed']}, {record['wall_seconds']:.0f} s on "
-        f"{record['device']}, {record['threads']} CPU thread{'s' if record['threads'] != 1 else ''}",
-    ])
-
-
-def save_run(model, history, step, seed, device, wall_seconds, settings=None, final=None,
-             results_dir="results"):
-    """Write results/stepN.json and results/Model_N.pt; returns the record."""
-    record = make_record(model, history, seed, device, wall_seconds, settings, final)
-    write_json(record, Path(results_dir) / f"step{step}.json")
-    save_weights(model, Path(results_dir) / f"{record['model']}.pt")
-    return record
-
-
-def device_name(device):
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    if device.type != "cpu":
-        return device.type
-    name = platform.processor() or platform.machine()
-    try:  # Linux: the CPU's marketing name
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        name = next(l.split(":", 1)[1].strip() for l in lines if l.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{name} ({os.cpu_count()} cores)"
-
-
-def write_json(data, path):
-    """Write data as JSON, atomically."""
-    return atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=1) + "\n"))
-
-
-def load_record(path):
-    """A results record written by save_run, with a clear error when there is none."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no results file at {path}: run the notebook first")
-    record = json.loads(path.read_text())
-    missing = [k for k in ("model", "params", "history") if k not in record]
-    if missing:
-        raise ValueError(f"{path} is not a results file: it lacks {', '.join(missing)}")
-    return record
-
-
-def save_weights(model, path):
-    """The state dict (moved to CPU), atomically."""
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    return atomic_write(path, lambda tmp: torch.save(state, tmp))
-
-
-def load_weights(model, path, device="cpu"):
-    """Load a state dict saved by save_weights into model (weights_only: no code is unpickled)."""
-    state = torch.load(path, map_location=device, weights_only=True)
-    model.load_state_dict(state)
-    return model.to(device)

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+import report  # noqa: E402
 import utils  # noqa: E402
 from model import Model_3  # noqa: E402
 
@@ -55,8 +56,8 @@ def timed_steps(model, optimizer, batches, device, n):
 
 
 def hardware(device):
-    cpu = f"{utils.device_name('cpu')}"
-    return cpu if device.type == "cpu" else f"{utils.device_name(device)} + {cpu}"
+    cpu = f"{report.device_name('cpu')}"
+    return cpu if device.type == "cpu" else f"{report.device_name(device)} + {cpu}"
 
 
 def main(argv=None):
@@ -90,7 +91,7 @@ def main(argv=None):
         print(f"repeat {r + 1}: (a) {times['a'][-1]:.2f} s  (b) {times['b'][-1]:.2f} s", flush=True)
     images = args.batches * args.batch_size
     a_rate, b_rate = (images / statistics.median(times[k]) for k in ("a", "b"))
-    result = dict(utils.provenance(device), hardware=hardware(device), degrees=args.degrees,
+    result = dict(report.provenance(device), hardware=hardware(device), degrees=args.degrees,
                   translate=args.translate, batches=args.batches, batch_size=args.batch_size, repeats=args.repeats,
                   workers=args.workers, a_seconds=times["a"], b_seconds=times["b"],
                   a_images_per_s=a_rate, b_images_per_s=b_rate, ratio=b_rate / a_rate)
@@ -98,7 +99,7 @@ def main(argv=None):
     print(f"(a) torchvision transforms + DataLoader({args.workers} workers): {a_rate:,.0f} images/s")
     print(f"(b) tensors on {device.type} + batched rotation and shift:  {b_rate:,.0f} images/s")
     print(f"ratio b/a: {result['ratio']:.2f}x")
-    utils.write_json(result, args.out)
+    report.write_json(result, args.out)
     print(f"wrote {os.path.relpath(args.out, ROOT)}")
     return 0
 

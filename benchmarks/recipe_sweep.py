@@ -1,82 +1,60 @@
 """Step 3 recipes on held-out digits, many seeds at once: K copies of a recipe train as one
-grouped net.
+grouped net (a GPU tool: on a CPU, separate runs of benchmarks/search.py are faster per copy).
 
 Every conv is Conv2d(K*c_in, K*c_out, groups=K), so group k is copy k, with its own initial
 weights, data order, augmentation and dropout; batch norm, the optimizer and the weight average
 act element by element, so the K copies never mix.  Each copy trains on the first 50,000
 training images and is scored on the last 10,000 after every epoch (the weight average, in eval
-mode), and is judged by its minimum over the last 5 epochs, as the notebook's seeds are.
-
-A GPU trains 24 copies of a recipe in minutes (the record keeps the seconds each took).  One
-line per recipe goes to OUT/results.jsonl.
+mode), and is judged by its minimum over the last utils.WINDOW epochs, as the notebook's seeds are.
+The data, the augmentation, the optimizer and schedule, and the weight average are utils.py's.
 
     python benchmarks/recipe_sweep.py --out runs/sweep                     # every recipe
     python benchmarks/recipe_sweep.py --out runs/sweep --recipes base,tr0.05 --copies 24
     python benchmarks/recipe_sweep.py --out runs/sweep --part 0/4          # recipes 0, 4, 8, ...
 
-MNIST is read from $MNIST_DATA_DIR/MNIST/raw (or --data-dir), as IDX files or gzipped IDX files.
+Each finished recipe is written to OUT/runs/NAME.json, and OUT/recipe_sweep.json is then
+written anew from all of them: the whole record (settings, code, every copy's held-out count of
+correct digits after every epoch).  MNIST is read from $MNIST_DATA_DIR (or --data-dir).
 """
 import argparse
-import copy
-import gzip
 import json
 import math
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+import report  # noqa: E402
 import utils  # noqa: E402
 
-MEAN, STD = utils.MEAN, utils.STD
-TARGET, WINDOW = 99.4, 5
+HOLDOUT = 10000  # the last training images, scored after every epoch; the first 50,000 train
 
 
-def read_idx(folder, name, offset):
-    """An IDX file of MNIST/raw as a uint8 array; `name.gz` is read when `name` is not there."""
-    path = Path(folder) / "MNIST" / "raw" / name
-    opener = open if path.is_file() else gzip.open
-    if not path.is_file():
-        path = path.with_name(name + ".gz")
-    if not path.is_file():
-        raise FileNotFoundError(f"{path.with_suffix('')} (or .gz) is missing: set {utils.DATA_ENV} "
-                                f"or --data-dir to a folder that holds MNIST/raw/")
-    with opener(path, "rb") as f:
-        return np.frombuffer(f.read(), np.uint8, offset=offset)
-
-
-def load_train(folder):
-    """(images uint8 (60000, 28, 28), labels int64 (60000,))."""
-    x = read_idx(folder, "train-images-idx3-ubyte", 16).reshape(-1, 28, 28)
-    y = read_idx(folder, "train-labels-idx1-ubyte", 8)
-    return torch.from_numpy(x.copy()), torch.from_numpy(y.astype(np.int64))
-
-
-def c(c_out, k=3, pad=0, drop=False):
-    """A conv -> BN -> ReLU [-> dropout] layer of an architecture list."""
-    return ("c", c_out, k, pad, drop)
+def conv(c_out, k=3, pad=0, drop=False):
+    """One conv -> BN -> ReLU [-> dropout] layer of an architecture list."""
+    return ("conv", c_out, k, pad, drop)
 
 
 def build(arch, K, bn=True, dropout=0.0, head_bias=True):
-    """K copies of arch (a list of c(...) and "P" for a 2x2 max-pool), then GAP + 1x1 head to 10.
-    Input (N, K, 28, 28), output (N, K*10, 1, 1)."""
+    """K copies of arch (a list of conv(...) and "pool" for a 2x2 max-pool), then GAP + 1x1 head
+    to 10, as one net of grouped convs.  model.ConvBlock cannot be used here: its convs are not
+    grouped, so K copies would mix.  Input (N, K, 28, 28), output (N, K*10, 1, 1)."""
     layers, c_in = [], 1
     for t in arch:
-        if t == "P":
+        if t == "pool":
             layers.append(nn.MaxPool2d(2))
             continue
         _, c_out, k, pad, drop = t
-        conv = nn.Conv2d(K * c_in, K * c_out, k, padding=pad, groups=K, bias=not bn)
-        if not bn:
-            nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
-            nn.init.zeros_(conv.bias)
-        layers.append(conv)
+        layer = nn.Conv2d(K * c_in, K * c_out, k, padding=pad, groups=K, bias=not bn)
+        if not bn:  # as model.ConvBlock does for plain blocks
+            nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+            nn.init.zeros_(layer.bias)
+        layers.append(layer)
         if bn:
             layers.append(nn.BatchNorm2d(K * c_out))
         layers.append(nn.ReLU())
@@ -88,35 +66,7 @@ def build(arch, K, bn=True, dropout=0.0, head_bias=True):
 
 
 def params_per_model(arch, bn=True, head_bias=True):
-    return sum(p.numel() for p in build(arch, 1, bn=bn, head_bias=head_bias).parameters())
-
-
-def affine(x, degrees, translate, gen, scale=0.0):
-    """Rotate by U(-degrees, degrees), shift by up to translate * size and scale by up to
-    1 +- scale, per image: float (N, 1, 28, 28) in [0, 1]."""
-    n = x.shape[0]
-    r = torch.rand(n, 4, generator=gen, device=x.device)
-    a = (r[:, 0] * 2 - 1) * math.radians(degrees)
-    s = (r[:, 1:3] * 2 - 1) * translate * 2
-    z = 1 + (r[:, 3] * 2 - 1) * scale
-    cos, sin = torch.cos(a) / z, torch.sin(a) / z
-    theta = torch.stack([torch.stack([cos, -sin, s[:, 0]], 1), torch.stack([sin, cos, s[:, 1]], 1)], 1)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-
-
-def make_optimizer(cfg, model, epochs, steps):
-    """(optimizer, scheduler, steps per batch?) for a recipe."""
-    lr, wd = cfg.get("lr", 0.2), cfg.get("wd", 0.0)
-    if cfg.get("opt", "sgd") == "sgd":
-        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=wd)
-    else:
-        opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=wd)
-    if cfg.get("sched", "onecycle") == "onecycle":
-        return opt, torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=lr, epochs=epochs, steps_per_epoch=steps, pct_start=cfg.get("pct", 0.3),
-            cycle_momentum=False, final_div_factor=cfg.get("fdiv", 100)), True
-    return opt, torch.optim.lr_scheduler.StepLR(opt, cfg.get("step", 8), cfg.get("gamma", 0.1)), False
+    return utils.count_params(build(arch, 1, bn=bn, head_bias=head_bias))
 
 
 @torch.no_grad()
@@ -130,112 +80,127 @@ def correct_counts(model, val_x, val_y, K):
     return correct
 
 
-def run(cfg, K, seed, dev, train_x, train_y, val_x, val_y, epochs=15, log=print):
+def run(cfg, K, seed, dev, train_x, train_y, val_x, val_y, log=print):
     """Train K copies of a recipe; returns correct held-out digits, (K, epochs) int."""
+    recipe = utils.check_recipe(cfg["recipe"])
     torch.manual_seed(seed)
-    gen = torch.Generator(device=dev).manual_seed(seed)
-    model = build(cfg["arch"], K, dropout=cfg.get("dropout", 0.0), head_bias=cfg.get("head_bias", True)).to(dev)
-    B, N = cfg.get("batch", 128), len(train_y)
-    opt, sched, per_batch = make_optimizer(cfg, model, epochs, math.ceil(N / B))
-    decay = cfg.get("ema", 0.998)
-    ema = copy.deepcopy(model)
-    live = [t for t in list(model.parameters()) + list(model.buffers()) if t.is_floating_point()]
-    avg = [t for t in list(ema.parameters()) + list(ema.buffers()) if t.is_floating_point()]
-    n_avg, counts = 0, []
-    xv = ((val_x.float() / 255 - MEAN) / STD).unsqueeze(1)      # (M, 1, 28, 28)
-    deg, tr, scale = cfg.get("deg", 7.0), cfg.get("tr", 0.1), cfg.get("scale", 0.0)
+    gen = torch.Generator().manual_seed(seed)  # data order and augmentation, drawn on the CPU
+    model = build(cfg["arch"], K, dropout=recipe["dropout"], head_bias=cfg.get("head_bias", True)).to(dev)
+    B, N, epochs = recipe["batch_size"], len(train_y), recipe["epochs"]
+    optimizer, scheduler = utils.make_optimizer(model, recipe, math.ceil(N / B))
+    ema = utils.make_ema(model, recipe["ema_decay"]) if recipe["ema_decay"] else None
+    xv = ((val_x.float() / 255 - utils.MEAN) / utils.STD).unsqueeze(1)      # (M, 1, 28, 28)
+    counts = []
     for epoch in range(1, epochs + 1):
         t0 = time.time()
         model.train()
-        aug = epoch <= epochs - cfg.get("clean", 0)
-        perm = torch.argsort(torch.rand(K, N, generator=gen, device=dev), dim=1)  # (K, N): one order per copy
+        augment = epoch <= epochs - cfg.get("clean", 0)
+        perm = torch.argsort(torch.rand(K, N, generator=gen), dim=1).to(dev)  # (K, N): one order per copy
         for s in range(0, N, B):
-            idx = perm[:, s:s + B]                                               # (K, b)
+            idx = perm[:, s:s + B]                                            # (K, b)
             b = idx.shape[1]
             x = train_x[idx].float().div_(255).view(K * b, 1, 28, 28)
-            if aug and (deg or tr or scale):
-                x = affine(x, deg, tr, gen, scale)
-            x = ((x - MEAN) / STD).view(K, b, 28, 28).transpose(0, 1)           # (b, K, 28, 28)
-            y = train_y[idx].t()                                                 # (b, K)
+            if augment and (recipe["degrees"] or recipe["translate"] or recipe["scale"]):
+                x = utils.random_affine(x, recipe["degrees"], recipe["translate"], gen, recipe["scale"])
+            x = ((x - utils.MEAN) / utils.STD).view(K, b, 28, 28).transpose(0, 1)  # (b, K, 28, 28)
+            y = train_y[idx].t()                                              # (b, K)
             out = model(x).view(b * K, 10)
             # the sum over copies of each copy's mean loss: each copy gets its own gradient
             loss = F.cross_entropy(out, y.reshape(-1), label_smoothing=cfg.get("ls", 0.0), reduction="sum") / b
-            opt.zero_grad(set_to_none=True)
+            optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            opt.step()
-            if per_batch:
-                sched.step()
-            if decay:  # utils.make_ema's average: decay min(decay, (1 + n) / (10 + n))
-                with torch.no_grad():
-                    if n_avg == 0:
-                        torch._foreach_copy_(avg, live)
-                    else:
-                        torch._foreach_lerp_(avg, live, 1 - min(decay, (1 + n_avg) / (10 + n_avg)))
-                n_avg += 1
-        if not per_batch:
-            sched.step()
-        counts.append(correct_counts(ema if decay else model, xv, val_y, K).tolist())
+            optimizer.step()
+            if ema is not None:
+                ema.update_parameters(model)
+            if scheduler is not None:
+                scheduler.step()
+        counts.append(correct_counts(utils.evaluated_model(model, ema), xv, val_y, K).tolist())
         acc = [100 * n / len(val_y) for n in counts[-1]]
-        log(f"  {cfg['name']} epoch {epoch} {time.time() - t0:.1f}s mean {np.mean(acc):.3f} min {min(acc):.2f}")
-    return np.array(counts).T
+        log(f"  {cfg['name']} epoch {epoch} {time.time() - t0:.1f}s mean {sum(acc) / K:.3f} min {min(acc):.2f}")
+    return torch.tensor(counts).T
 
 
-M3 = [c(8), c(12), c(16), "P", c(8, 1, 0, True), c(12, drop=True), c(16, drop=True), c(14)]
-M3P = [c(8, pad=1), c(12, pad=1), c(16, pad=1), "P", c(8, 1, 0, True), c(12, drop=True), c(16, drop=True), c(14)]
-PEER = [c(10, pad=1), c(10, pad=1), c(10, pad=1), "P", c(16), c(16), c(8), c(8), c(8, 1), c(16, 1)]
-TWO = [c(8, pad=1), c(10, pad=1), "P", c(12, pad=1, drop=True), c(14, pad=1, drop=True), "P",
-       c(14, pad=1), c(16, pad=1)]
-BASE = dict(arch=M3, dropout=0.05, lr=0.2, batch=128, deg=7.0, tr=0.1, ema=0.998)  # round two's Step 3
+M3 = [conv(8), conv(12), conv(16), "pool", conv(8, 1, 0, True), conv(12, drop=True), conv(16, drop=True), conv(14)]
+M3_PADDED_BLOCK1 = [conv(8, pad=1), conv(12, pad=1), conv(16, pad=1), "pool", conv(8, 1, 0, True),
+                    conv(12, drop=True), conv(16, drop=True), conv(14)]
+PEER_SHAPE = [conv(10, pad=1), conv(10, pad=1), conv(10, pad=1), "pool", conv(16), conv(16), conv(8), conv(8),
+              conv(8, 1), conv(16, 1)]
+TWO_POOL = [conv(8, pad=1), conv(10, pad=1), "pool", conv(12, pad=1, drop=True), conv(14, pad=1, drop=True), "pool",
+            conv(14, pad=1), conv(16, pad=1)]
+# Round two's Step 3 recipe, in utils' recipe form
+BASE = dict(epochs=15, batch_size=128, degrees=7.0, translate=0.1, dropout=0.05, optimizer="sgd", lr=0.2,
+            momentum=0.9, nesterov=True, weight_decay=0.0, schedule="onecycle", pct_start=0.3,
+            final_div_factor=100, ema_decay=0.998)
+
+
+def entry(name, arch=M3, **changes):
+    """A sweep entry: BASE with changes; `ls` (label smoothing), `clean` (last epochs without
+    augmentation) and `head_bias` are the sweep's own settings, the rest are utils recipe keys."""
+    own = {k: changes.pop(k) for k in ("ls", "clean", "head_bias") if k in changes}
+    return dict(name=name, arch=arch, recipe=dict(BASE, **changes), **own)
+
 
 # A recipe's seed is 7000 + 97 * its index here: append new recipes, never reorder.
 CONFIGS = [
-    dict(BASE, name="base"),
-    dict(BASE, name="ls0.1", ls=0.1),
-    dict(BASE, name="m3pad", arch=M3P),
-    dict(BASE, name="peer_ours", arch=PEER, dropout=0.0),
-    dict(BASE, name="clean6", clean=6),
-    dict(BASE, name="bs64_lr0.1", batch=64, lr=0.1),
-    dict(BASE, name="tr0.05", tr=0.05),
-    dict(BASE, name="deg10", deg=10.0),
-    dict(BASE, name="drop0", dropout=0.0),
-    dict(BASE, name="peer_own", arch=PEER, dropout=0.0, opt="adam", lr=0.005, sched="step",
-         step=8, gamma=0.1, batch=64, tr=0.0, ema=0.0, head_bias=False),
-    dict(BASE, name="m3pad_ls0.1", arch=M3P, ls=0.1),
-    dict(BASE, name="ls0.1_clean6", ls=0.1, clean=6),
-    dict(BASE, name="lr0.3_ls0.1", lr=0.3, ls=0.1),
-    dict(BASE, name="two_pool", arch=TWO),
-    dict(BASE, name="scale0.1", scale=0.1),
-    dict(BASE, name="pct0.2", pct=0.2),
-    dict(BASE, name="adam_oc0.01", opt="adam", lr=0.01),
-    dict(BASE, name="wd5e-5", wd=5e-5),
-    dict(BASE, name="peer_tr0", arch=PEER, dropout=0.0, tr=0.0),
-    dict(BASE, name="base_rep"),
-    dict(BASE, name="ls0.1_rep", ls=0.1),
-    dict(BASE, name="m3pad_rep", arch=M3P),
-    dict(BASE, name="peer_ours_rep", arch=PEER, dropout=0.0),
+    entry("base"),
+    entry("ls0.1", ls=0.1),
+    entry("m3pad", M3_PADDED_BLOCK1),
+    entry("peer_ours", PEER_SHAPE, dropout=0.0),
+    entry("clean6", clean=6),
+    entry("bs64_lr0.1", batch_size=64, lr=0.1),
+    entry("tr0.05", translate=0.05),
+    entry("deg10", degrees=10.0),
+    entry("drop0", dropout=0.0),
+    entry("peer_own", PEER_SHAPE, dropout=0.0, optimizer="adam", lr=0.005, schedule="piecewise",
+           lr_points=[[0, 0.005], [8 / 15, 0.005], [8 / 15, 0.0005], [1, 0.0005]], batch_size=64, translate=0.0,
+           ema_decay=0.0, head_bias=False, pct_start=None, final_div_factor=None, momentum=None, nesterov=None),
+    entry("m3pad_ls0.1", M3_PADDED_BLOCK1, ls=0.1),
+    entry("ls0.1_clean6", ls=0.1, clean=6),
+    entry("lr0.3_ls0.1", lr=0.3, ls=0.1),
+    entry("two_pool", TWO_POOL),
+    entry("scale0.1", scale=0.1),
+    entry("pct0.2", pct_start=0.2),
+    entry("adam_oc0.01", optimizer="adam", lr=0.01, momentum=None, nesterov=None),
+    entry("wd5e-5", weight_decay=5e-5),
+    entry("peer_tr0", PEER_SHAPE, dropout=0.0, translate=0.0),
+    entry("base_rep"),
+    entry("ls0.1_rep", ls=0.1),
+    entry("m3pad_rep", M3_PADDED_BLOCK1),
+    entry("peer_ours_rep", PEER_SHAPE, dropout=0.0),
 ]
+for _cfg in CONFIGS:  # settings a recipe does not use (None above) are dropped, not recorded
+    _cfg["recipe"] = {k: v for k, v in _cfg["recipe"].items() if v is not None}
 
 
 def summary(cfg, counts, seed, seconds, images):
-    """One results line: per-copy minimums over the last WINDOW epochs, as whole-digit accuracies."""
-    low = counts[:, -WINDOW:].min(1)
-    bar = math.ceil(TARGET * images / 100)  # correct digits the bar asks for
-    return dict(name=cfg["name"], K=len(counts), first_seed=seed, seconds=round(seconds, 1),
+    """One recipe's result: every copy's correct held-out digits per epoch, and its minimum
+    over the last WINDOW epochs as whole-digit accuracies."""
+    low = counts[:, -utils.WINDOW:].min(1).values
+    bar = math.ceil(utils.TARGET * images / 100)  # correct digits the bar asks for
+    return dict(name=cfg["name"], arch=cfg["arch"], recipe=cfg["recipe"],
+                **{k: cfg[k] for k in ("ls", "clean", "head_bias") if k in cfg},
+                copies=len(counts), first_seed=seed, seconds=round(seconds, 1),
                 params=params_per_model(cfg["arch"], head_bias=cfg.get("head_bias", True)),
-                min5=[100 * n / images for n in low], last=[100 * n / images for n in counts[:, -1]],
-                mean_min5=round(100 * low.mean() / images, 4), worst=100 * low.min() / images,
-                frac_9940=float((low >= bar).mean()),
-                epoch_mean=[round(100 * m / images, 3) for m in counts.mean(0)])
+                held_out_images=images, correct=counts.tolist(),
+                min5=[100 * n / images for n in low.tolist()],
+                mean_min5=round(100 * low.double().mean().item() / images, 4),
+                worst=100 * low.min().item() / images, at_bar=int((low >= bar).sum()))
+
+
+def write_record(out, header):
+    """OUT/recipe_sweep.json, whole: the header and every recipe finished so far."""
+    runs = [json.loads(p.read_text()) for p in sorted((out / "runs").glob("*.json"))]
+    return report.write_json(dict(header, runs=runs), out / "recipe_sweep.json")
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", required=True, help="folder for results.jsonl and the log")
+    p.add_argument("--out", required=True, help="folder for the record and the log")
     p.add_argument("--recipes", help="comma-separated names from CONFIGS (default: all)")
     p.add_argument("--copies", type=int, default=24, help="seeds of each recipe, trained at once")
     p.add_argument("--part", default="0/1", help="W/N: this process runs recipes W, W+N, ... of the chosen")
     p.add_argument("--stop-after", type=float, default=0, help="seconds: start no recipe that would end later (0: no limit)")
-    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--epochs", type=int, help="override every recipe's epochs (quick checks)")
     p.add_argument("--smoke", action="store_true", help="2,000 training and 1,000 held-out images (a quick check)")
     p.add_argument("--data-dir", help="folder holding MNIST/raw (default: $MNIST_DATA_DIR, else ./data)")
     args = p.parse_args(argv)
@@ -249,6 +214,8 @@ def parse_args(argv=None):
         assert 0 <= args.w < args.n
     except (ValueError, AssertionError):
         p.error(f"--part must be W/N with 0 <= W < N, got {args.part!r}")
+    if args.copies < 1 or (args.epochs is not None and not 1 <= args.epochs <= 15):
+        p.error("--copies must be at least 1 and --epochs between 1 and 15")
     return args
 
 
@@ -258,12 +225,17 @@ def main(argv=None):
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.backends.cudnn.benchmark = True
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    x, y = load_train(utils.data_dir(args.data_dir))
-    tx, ty, vx, vy = x[:50000].to(dev), y[:50000].to(dev), x[50000:].to(dev), y[50000:].to(dev)
+    x, y = utils.load_mnist(args.data_dir, train=True)
+    tx, ty, vx, vy = (t.to(dev) for t in (x[:-HOLDOUT], y[:-HOLDOUT], x[-HOLDOUT:], y[-HOLDOUT:]))
     if args.smoke:
         tx, ty, vx, vy = tx[:2000], ty[:2000], vx[:1000], vy[:1000]
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    (out / "runs").mkdir(parents=True, exist_ok=True)
+    header = dict(what="Step 3 recipes on held-out digits, K copies of each trained at once as one grouped net",
+                  script="benchmarks/recipe_sweep.py", script_fingerprint=report.fingerprint(Path(__file__)),
+                  **report.provenance(dev), command=" ".join(sys.argv[1:] if argv is None else argv),
+                  train_images=len(ty), held_out_images=len(vy), window=utils.WINDOW, target=utils.TARGET,
+                  seeds="copy k of recipe i: torch.manual_seed and the data generator at 7000 + 97 * i, then K copies from one draw")
     with open(out / f"log_{args.w}.txt", "a") as logf:
         def log(msg):
             print(msg, flush=True)
@@ -275,14 +247,16 @@ def main(argv=None):
             if args.stop_after and time.time() + 1.1 * last > start + args.stop_after:
                 log(f"out of time: {cfg['name']} not run")
                 continue
+            if args.epochs:
+                cfg = dict(cfg, recipe=dict(cfg["recipe"], epochs=args.epochs))
             t0, seed = time.time(), 7000 + 97 * i
-            counts = run(cfg, args.copies, seed, dev, tx, ty, vx, vy, epochs=args.epochs, log=log)
+            counts = run(cfg, args.copies, seed, dev, tx, ty, vx, vy, log=log)
             last = time.time() - t0
             rec = summary(cfg, counts, seed, last, len(vy))
-            with open(out / "results.jsonl", "a") as f:
-                f.write(json.dumps(rec) + "\n")
+            report.write_json(rec, out / "runs" / f"{cfg['name']}.json")
+            write_record(out, header)
             log(f"{cfg['name']}: {rec['params']:,} params, mean of minimums {rec['mean_min5']:.3f}%, "
-                f"{round(rec['frac_9940'] * rec['K'])} / {rec['K']} at the bar, worst {rec['worst']:.2f}%, {last:.0f} s")
+                f"{rec['at_bar']} / {rec['copies']} at the bar, worst {rec['worst']:.2f}%, {last:.0f} s")
     return 0
 
 

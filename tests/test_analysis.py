@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
+import report
 import sync_docs
-import utils
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def rec(step):
-    return utils.load_record(ROOT / "results" / f"step{step}.json")
+    return report.load_record(ROOT / "results" / f"step{step}.json")
 
 
 def h(step, key):
@@ -42,7 +42,7 @@ def rolling_means(values, n=3):
 
 def final_gap(step):
     """Train minus test accuracy of the final weights, both measured in eval mode."""
-    return rec(step)["final"]["train_acc"] - rec(step)["final"]["test_acc"]
+    return rec(step)["train_test"]["train_acc"] - rec(step)["train_test"]["test_acc"]
 
 
 def last_is_best(values):
@@ -60,14 +60,14 @@ CLAIMS = {
         ("its lowest test loss comes in the last two epochs", lambda: min(h(1, "test_loss")[-2:]) == min(h(1, "test_loss"))),
         ("over the last three epochs train accuracy runs further ahead of test accuracy than over any three epochs before",
          lambda: rolling_means(gaps(1))[-1] == max(rolling_means(gaps(1)))),
-        ("do better on the training digits than on the test digits", lambda: rec(1)["final"]["train_acc"] > rec(1)["final"]["test_acc"]),
+        ("do better on the training digits than on the test digits", lambda: rec(1)["train_test"]["train_acc"] > rec(1)["train_test"]["test_acc"]),
         ("far over the 8,000-parameter budget", lambda: rec(1)["params"] > 2 * 8000),
     ],
     2: [
         ("train and test accuracy both stay below Step 1's in every epoch",
          lambda: all(a < b for a, b in zip(h(2, "train_acc"), h(1, "train_acc")))
          and all(a < b for a, b in zip(h(2, "test_acc"), h(1, "test_acc")))),
-        ("its final weights score lower on them than Step 1's", lambda: rec(2)["final"]["train_acc"] < rec(1)["final"]["train_acc"]),
+        ("its final weights score lower on them than Step 1's", lambda: rec(2)["train_test"]["train_acc"] < rec(1)["train_test"]["train_acc"]),
         ("its final weights show a smaller train-test gap than Step 1's",
          lambda: 0 < final_gap(2) < final_gap(1)),
         ("the test loss rises over epochs 12 to 14 while the training loss keeps falling",
@@ -109,7 +109,7 @@ def holdout_minimums():
 
 
 def sweep(name=None):
-    runs = {r["name"]: r for r in json.loads((ROOT / "benchmarks" / "recipe_sweep.json").read_text())["runs"]}
+    runs = {r["name"]: r for r in json.loads((ROOT / "docs" / "records" / "recipe_sweep_b7d79cc.json").read_text())["runs"]}
     return runs[name] if name else runs
 
 
@@ -146,13 +146,13 @@ README_CLAIMS = [
 
 @pytest.mark.parametrize("phrase, check", README_CLAIMS, ids=[p for p, _ in README_CLAIMS])
 def test_readme_claim_about_the_seed_runs_is_true_of_them(phrase, check):
-    readme = " ".join((ROOT / "README.md").read_text().split())
+    readme = " ".join(((ROOT / "README.md").read_text() + (ROOT / "docs" / "recipe-history.md").read_text()).split())
     assert phrase in readme, f"the README no longer says {phrase!r}: update README_CLAIMS"
     assert check(), f"the README says {phrase!r}, which the seed records do not show"
 
 
 def test_readme_names_which_sweep_call_ran_the_kept_script():
-    readme = " ".join((ROOT / "README.md").read_text().split())
+    readme = " ".join((ROOT / "docs" / "recipe-history.md").read_text().split())
     phrase = "the commit that holds the script as it ran for the last three recipes (the first nine"
     assert phrase in readme
     calls = [r["call"] for r in sweep().values()]
@@ -162,7 +162,7 @@ def test_readme_names_which_sweep_call_ran_the_kept_script():
 
 
 def test_readme_claim_about_the_held_out_seeds_under_round_two_is_true_of_that_record():
-    readme = " ".join((ROOT / "README.md").read_text().split())
+    readme = " ".join((ROOT / "docs" / "recipe-history.md").read_text().split())
     phrase = ("The same four seeds had been run with round two's recipe too (commit bd1275e): one of "
               "them held the bar there, and the mean of their minimums was the same as now.")
     assert phrase in readme
@@ -179,7 +179,7 @@ def test_readme_claim_about_the_held_out_seeds_under_round_two_is_true_of_that_r
 
 
 def test_readme_claim_about_round_twos_seeds_is_true_of_that_record():
-    readme = " ".join((ROOT / "README.md").read_text().split())
+    readme = " ".join((ROOT / "docs" / "recipe-history.md").read_text().split())
     assert "Round two's recipe fell below the bar on two of seeds 1 to 10 (that record is in the git history)" in readme
     try:  # bcfe5a6: the last commit with round two's seeds record
         old = json.loads(subprocess.run(["git", "show", "bcfe5a6:results/seeds.json"], cwd=ROOT,

@@ -38,18 +38,34 @@ def test_check_fails_when_a_recorded_test_accuracy_is_changed_by_hand(tmp_path, 
     assert "FAIL" in out.splitlines()[-1]
 
 
-def test_check_fails_when_the_code_is_not_the_one_that_made_the_results(tmp_path, capsys):
+def copy_with(tmp_path, **appended):
+    """A copy of the project with text appended to some of its files."""
     repo = tmp_path / "repo"
     shutil.copytree(runner.ROOT, repo, ignore=SKIP)
-    (repo / "utils.py").write_text((repo / "utils.py").read_text() + "\n# changed\n")
+    for name, text in appended.items():
+        path = repo / f"{name}.py"
+        path.write_text(path.read_text() + text)
+    return repo
+
+
+def test_comments_in_the_named_code_or_any_change_to_report_stale_no_record(tmp_path, capsys):
+    repo = copy_with(tmp_path, utils="\n# a comment\n", report="\n# a comment\n_ALSO = 1\n")
+    assert check_claims.main(repo) == 0
+    assert "PASS  Every results file made by this checkout's model.py and utils.py" in capsys.readouterr().out
+
+
+def test_a_change_to_what_utils_does_fails_the_check_naming_the_stale_records(tmp_path, capsys):
+    repo = copy_with(tmp_path, utils="\n_UNUSED = 1\n")
     assert check_claims.main(repo) == 1
-    assert "FAIL  Step 1: made by the committed model.py and utils.py" in capsys.readouterr().out
+    line = next(l for l in capsys.readouterr().out.splitlines() if "made by this checkout's" in l)
+    assert line.startswith("FAIL")
+    for name in sorted(p.name for p in (repo / "results").glob("*.json")):
+        assert f"results/{name} (utils.py)" in line
 
 
 def held_out_record(step3):
     held = json.loads(json.dumps(step3))
     held["settings"].update(evaluated_on="last 10,000 training images (held out)", train_images=50000)
-    held["settings"]["scheduler"]["total_steps"] = 15 * 391
     return held
 
 

@@ -63,6 +63,33 @@ def test_rotation_angle_stays_within_the_range():
     assert angles.max() <= 7.5 and angles.max() > 3
 
 
+def test_zoom_stays_within_its_range_and_is_drawn_only_when_asked_for():
+    # a single bright pixel 10 px right of centre moves to 10 * zoom px, zoom in [0.9, 1.1]
+    x = torch.zeros(64, 1, 29, 29)
+    x[:, 0, 14, 24] = 1.0
+    out = utils.random_affine(x, degrees=0.0, scale=0.1, generator=torch.Generator().manual_seed(0))
+    xs = torch.arange(29.0)
+    w = out[:, 0].sum(1) / out[:, 0].sum((1, 2))[:, None]
+    r = (w * xs).sum(1) - 14
+    assert r.min() >= 8.9 and r.max() <= 11.1 and r.max() - r.min() > 1.0
+    # without a zoom the generator gives what it gave before zooms existed: three numbers per image
+    gen = torch.Generator().manual_seed(0)
+    utils.random_affine(x, degrees=7.0, translate=0.05, generator=gen)
+    assert torch.equal(gen.get_state(), torch.Generator().manual_seed(0).get_state()) is False
+    twin = torch.Generator().manual_seed(0)
+    torch.rand(64, 3, generator=twin)
+    assert torch.equal(gen.get_state(), twin.get_state())
+
+
+def test_gzipped_idx_files_are_read_like_plain_ones(tmp_path):
+    import gzip
+    plain = utils.read_idx(utils.data_dir(), "train-labels-idx1-ubyte")
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    (raw / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(plain.numpy().tobytes()))
+    assert torch.equal(utils.read_idx(tmp_path, "train-labels-idx1-ubyte"), plain)
+
+
 def test_train_subset_keeps_the_first_n_images():
     train, test = utils.mnist_loaders(train_subset=300, batch_size=100)
     assert len(train.labels) == 300 and len(train) == 3

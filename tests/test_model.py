@@ -43,7 +43,7 @@ def test_model_3_has_fewer_than_8000_trainable_parameters():
 
 
 def test_model_2_and_3_share_one_skeleton():
-    shape = lambda net: [r["output"][1:] + (r["kernel"], r["stride"]) for r in utils.receptive_field(net)]
+    shape = lambda net: [r["output"][1:] + [r["kernel"], r["stride"]] for r in utils.receptive_field(net)]
     assert shape(models.Model_2()) == shape(models.Model_3()) == shape(models.Model_1())
 
 

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import model as models
+import report
 import utils
 
 
@@ -13,9 +14,9 @@ def test_results_json_round_trip(tmp_path, small_loaders):
     net = models.Model_2()
     history = utils.fit(net, train, test, torch.optim.SGD(net.parameters(), lr=0.01), epochs=1,
                         progress=False, log=lambda s: None)
-    record = utils.save_run(net, history, step=2, seed=1, device="cpu", wall_seconds=3.21,
+    record = report.save_run(net, history, step=2, seed=1, device="cpu", wall_seconds=3.21,
                             settings={"lr": 0.01}, results_dir=tmp_path)
-    loaded = utils.load_record(tmp_path / "step2.json")
+    loaded = report.load_record(tmp_path / "step2.json")
     assert loaded == json.loads(json.dumps(record))
     assert loaded["model"] == "Model_2" and loaded["params"] == utils.count_params(net)
     assert loaded["receptive_field"] == 28 and loaded["epochs"] == 1
@@ -30,42 +31,42 @@ def test_checkpoint_reload_gives_the_same_test_accuracy(tmp_path, small_loaders)
     utils.fit(net, train, test, torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9), epochs=1,
               progress=False, log=lambda s: None)
     before = utils.evaluate(net, test)
-    utils.save_weights(net, tmp_path / "Model_3.pt")
-    fresh = utils.load_weights(models.Model_3(), tmp_path / "Model_3.pt")
+    report.save_weights(net, tmp_path / "Model_3.pt")
+    fresh = report.load_weights(models.Model_3(), tmp_path / "Model_3.pt")
     assert utils.evaluate(fresh, test) == before
 
 
 def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
     path = tmp_path / "step3.json"
-    utils.write_json({"model": "Model_3", "params": 1, "history": {}}, path)
+    report.write_json({"model": "Model_3", "params": 1, "history": {}}, path)
 
     def broken(tmp):
         open(tmp, "w").write("{half")
         raise OSError("disk full")
 
     with pytest.raises(OSError, match="disk full"):
-        utils.atomic_write(path, broken)
+        report.atomic_write(path, broken)
     assert json.loads(path.read_text())["model"] == "Model_3"
     assert [p.name for p in tmp_path.iterdir()] == ["step3.json"]
 
 
 def test_missing_results_file_says_to_run_the_notebook(tmp_path):
     with pytest.raises(FileNotFoundError, match="run the notebook first"):
-        utils.load_record(tmp_path / "step1.json")
+        report.load_record(tmp_path / "step1.json")
 
 
 def test_foreign_json_is_not_taken_for_a_results_file(tmp_path):
     path = tmp_path / "step1.json"
     path.write_text('{"hello": 1}')
     with pytest.raises(ValueError, match="lacks model, params, history"):
-        utils.load_record(path)
+        report.load_record(path)
 
 
 def test_weights_load_refuses_pickled_code(tmp_path):
     path = tmp_path / "evil.pt"
     torch.save({"weights": object()}, path)
     with pytest.raises(Exception, match="[Ww]eights only load failed|weights_only"):
-        utils.load_weights(models.Model_3(), path)
+        report.load_weights(models.Model_3(), path)
 
 
 def test_result_markdown_reports_the_last_five_epochs():
@@ -76,14 +77,14 @@ def test_result_markdown_reports_the_last_five_epochs():
             history[k].append(v)
     record = dict(params=6000, receptive_field=28, epochs=7, seed=1, wall_seconds=7.0,
                   device="cpu", threads=2, history=history)
-    text = utils.result_markdown(record)
+    text = report.result_markdown(record)
     assert "Best test accuracy: 99.50% (epoch 6)" in text
     assert "Best train accuracy: 98.70% (epoch 7)" in text
     assert "99.00, 99.41, 99.45, 99.40, 99.50" not in text
     assert "99.41, 99.45, 99.40, 99.50, 99.43 (%); min 99.40%, all >= 99.4%" in text
     assert "7 epochs, seed 1, 7 s on cpu, 2 CPU threads" in text
     history["test_acc"][-1] = 99.39
-    assert "not met in this run" in utils.result_markdown(record)
+    assert "not met in this run" in report.result_markdown(record)
 
 
 def test_record_names_the_code_that_made_it(tmp_path, small_loaders):
@@ -91,10 +92,40 @@ def test_record_names_the_code_that_made_it(tmp_path, small_loaders):
     net = models.Model_2()
     history = utils.fit(net, train, test, torch.optim.SGD(net.parameters(), lr=0.01), epochs=1,
                         progress=False, log=lambda s: None)
-    rec = utils.make_record(net, history, seed=1, device="cpu", wall_seconds=1.0)
-    root = utils.Path(utils.__file__).parent
-    assert rec["code"] == {"model.py": utils.file_sha256(root / "model.py"),
-                           "utils.py": utils.file_sha256(root / "utils.py")}
-    assert len(rec["code"]["utils.py"]) == 64
+    rec = report.make_record(net, history, seed=1, device="cpu", wall_seconds=1.0)
+    root = report.HERE
+    assert rec["code_fingerprint"] == {"model.py": report.fingerprint(root / "model.py"),
+                                       "utils.py": report.fingerprint(root / "utils.py")}
+    assert len(rec["code_fingerprint"]["utils.py"]) == 64
     assert rec["torch"] == torch.__version__ and rec["threads"] == torch.get_num_threads()
     assert rec["git_commit"] is None or len(rec["git_commit"]) == 40
+
+
+SOURCE = '''"""A module."""
+import math
+
+TARGET = 99.4  # the bar
+
+
+def area(r):
+    """Area of a circle."""
+    return math.pi * r ** 2
+'''
+
+
+def test_fingerprint_ignores_comments_docstrings_and_layout():
+    same = (SOURCE.replace("# the bar", "# the bar, in %")
+            .replace('"""Area of a circle."""', '"""The area of a circle of radius r."""')
+            .replace("    return math.pi * r ** 2", "    # pi r squared\n    return (math.pi\n            * r ** 2)")
+            + "\n# a comment at the end\n")
+    assert report.fingerprint(same) == report.fingerprint(SOURCE)
+
+
+@pytest.mark.parametrize("change", [("99.4", "99.5"), ("r ** 2", "r ** 3"), ("def area(r)", "def area(radius)"),
+                                    ("TARGET = 99.4  # the bar", "TARGET = 99.4\n_UNUSED = 1")])
+def test_fingerprint_changes_with_what_the_code_does(change):
+    assert report.fingerprint(SOURCE.replace(*change)) != report.fingerprint(SOURCE)
+
+
+def test_a_function_left_with_only_its_docstring_still_has_a_body():
+    assert report.fingerprint('def f():\n    """Nothing."""\n') == report.fingerprint("def f():\n    pass\n")

@@ -1,5 +1,5 @@
-"""The recipe sweep (benchmarks/recipe_sweep.py): its grouped net is K separate nets, and its
-record names the code that ran."""
+"""The recipe sweep (benchmarks/recipe_sweep.py): its grouped net is K separate nets, it writes its
+whole record itself, and the historical record of its first use names the code that ran."""
 import hashlib
 import json
 import subprocess
@@ -13,10 +13,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import recipe_sweep  # noqa: E402
+import report  # noqa: E402
+
+HISTORY = ROOT / "docs" / "records" / "recipe_sweep_b7d79cc.json"
 
 
-def record():
-    return json.loads((ROOT / "benchmarks" / "recipe_sweep.json").read_text())
+def history():
+    return json.loads(HISTORY.read_text())
 
 
 def split(grouped_state, k, K):
@@ -50,13 +53,44 @@ def test_grouped_net_gradients_stay_within_each_group():
 
 def test_grouped_net_has_model_3s_parameter_count():
     import model
-    single = sum(p.numel() for p in model.Model_3().parameters())
-    assert recipe_sweep.params_per_model(recipe_sweep.M3) == single
+    assert recipe_sweep.params_per_model(recipe_sweep.M3) == sum(p.numel() for p in model.Model_3().parameters())
 
 
-def test_sweep_record_names_the_code_that_ran():
-    rec = record()
-    assert (ROOT / rec["code"]).is_file()
+def test_every_sweep_recipe_is_a_valid_utils_recipe():
+    import utils
+    for cfg in recipe_sweep.CONFIGS:
+        utils.check_recipe(cfg["recipe"])
+    assert [c["name"] for c in recipe_sweep.CONFIGS][:3] == ["base", "ls0.1", "m3pad"], "seeds follow the order"
+
+
+def test_sweep_smoke_run_writes_its_whole_record(tmp_path, mnist):
+    assert recipe_sweep.main(["--out", str(tmp_path), "--recipes", "base,peer_own", "--copies", "2",
+                              "--epochs", "1", "--smoke"]) == 0
+    rec = json.loads((tmp_path / "recipe_sweep.json").read_text())
+    assert rec["script_fingerprint"] == report.fingerprint(ROOT / "benchmarks" / "recipe_sweep.py")
+    assert rec["code_fingerprint"] == report.code_fingerprints(ROOT)
+    assert rec["held_out_images"] == 1000 and rec["window"] == 5 and rec["target"] == 99.4
+    runs = {r["name"]: r for r in rec["runs"]}
+    assert set(runs) == {"base", "peer_own"}
+    base = runs["base"]
+    assert base["copies"] == 2 and base["first_seed"] == 7000 and base["recipe"]["epochs"] == 1
+    assert len(base["correct"]) == 2 and len(base["correct"][0]) == 1
+    assert base["min5"] == [n[0] / 10 for n in base["correct"]]  # 1,000 held-out digits: steps of 0.1%
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--recipes", "base,nope"], "unknown recipe"),
+    (["--part", "4/4"], "--part must be W/N"),
+    (["--epochs", "16"], "--epochs between 1 and 15"),
+])
+def test_sweep_bad_arguments_are_clear_errors(tmp_path, capsys, argv, message):
+    with pytest.raises(SystemExit):
+        recipe_sweep.parse_args(["--out", str(tmp_path)] + argv)
+    assert message in capsys.readouterr().err
+
+
+def test_historical_sweep_record_names_the_script_that_ran():
+    rec = history()
     try:  # the script as it ran is kept in git at code_commit
         blob = subprocess.run(["git", "show", f"{rec['code_commit']}:{rec['code']}"], cwd=ROOT,
                               capture_output=True, check=True).stdout
@@ -65,26 +99,8 @@ def test_sweep_record_names_the_code_that_ran():
     assert hashlib.sha256(blob).hexdigest() == rec["code_sha256_at_commit"]
 
 
-def test_sweep_smoke_run_writes_whole_digit_minimums(tmp_path, mnist):
-    assert recipe_sweep.main(["--out", str(tmp_path), "--recipes", "base", "--copies", "2",
-                              "--epochs", "1", "--smoke"]) == 0
-    line = json.loads((tmp_path / "results.jsonl").read_text())
-    assert line["name"] == "base" and line["K"] == 2 and len(line["min5"]) == 2
-    assert all(abs(m * 10 - round(m * 10)) < 1e-9 for m in line["min5"])  # 1,000 held-out digits: steps of 0.1%
-
-
-@pytest.mark.parametrize("argv, message", [
-    (["--recipes", "base,nope"], "unknown recipe"),
-    (["--part", "4/4"], "--part must be W/N"),
-])
-def test_sweep_bad_arguments_are_clear_errors(tmp_path, capsys, argv, message):
-    with pytest.raises(SystemExit):
-        recipe_sweep.parse_args(["--out", str(tmp_path)] + argv)
-    assert message in capsys.readouterr().err
-
-
-def test_sweep_record_holds_every_seed_of_every_recipe():
-    rec = record()
+def test_historical_sweep_record_holds_every_seed_of_every_recipe():
+    rec = history()
     for run in rec["runs"]:
         mins = run["min5"]
         assert len(mins) == rec["seeds_per_recipe"], run["name"]
