@@ -16,6 +16,7 @@ it stopped.  When every run of a plan is there, benchmarks/PLAN.json is written 
 them: the plan, the code that ran, every run's held-out accuracy per epoch and the summary.
 """
 import argparse
+import inspect
 import json
 import math
 import os
@@ -124,10 +125,10 @@ def ablated(name, leave_out):
         recipe["dropout"] = 0.0
     elif leave_out == "no_augmentation":
         recipe.update(degrees=0.0, translate=0.0, **({"scale": 0.0} if "scale" in recipe else {}))
-    elif leave_out == "no_schedule":
+    elif leave_out in ("no_schedule", "no_schedule_fallback"):
         for key in ("pct_start", "final_div_factor", "lr_points"):
             recipe.pop(key, None)
-        recipe.update(schedule="constant", lr=CONSTANT_LR)
+        recipe.update(schedule="constant", lr=CONSTANT_LR if leave_out == "no_schedule" else CONSTANT_LR_FALLBACK)
     elif leave_out == "no_weight_average":
         recipe["ema_decay"] = 0.0
     elif leave_out != "full":
@@ -228,6 +229,15 @@ def train(arch, recipe, bn, seed, data_dir=None, log=print, train_subset=None):
     return settings, history, utils.count_params(net), utils.receptive_field(net)[-1]["rf"]
 
 
+def run_fingerprint():
+    """What in this script decides a run's numbers (the nets, the recipes, the ablation's variants
+    and the training), as one fingerprint: a run file made by other such code is not reused."""
+    source = "\n".join(inspect.getsource(f) for f in (conv, same, build, ablated, train))
+    constants = dict(ARCHS=ARCHS, RECIPES=RECIPES, HOLDOUT=HOLDOUT, CONSTANT_LR=CONSTANT_LR,
+                     CONSTANT_LR_FALLBACK=CONSTANT_LR_FALLBACK)
+    return report.fingerprint(source + "".join(f"\n{k} = {v!r}" for k, v in constants.items()))
+
+
 def run_path(runs, label, seed, plan, of=None):
     """The run file of one run; the ablation's full recipe is the search's run of it."""
     if plan == "ablation" and label == "full":
@@ -239,8 +249,6 @@ def run_one(args):
     """`search.py one`: a single run, written to its run file (what each plan starts)."""
     if args.plan == "ablation":
         arch, recipe, bn = ablated(args.of, args.label)
-        if args.label == "no_schedule" and args.fallback:
-            recipe["lr"] = CONSTANT_LR_FALLBACK
     else:
         (arch, recipe), bn = RECIPES[args.label], True
     if args.epochs:
@@ -253,7 +261,7 @@ def run_one(args):
     record = dict(label=args.label, arch=arch, batch_norm=bn, seed=args.seed, params=params,
                   receptive_field=rf, settings=settings, history=history, correct=correct,
                   seconds=round(time.perf_counter() - start, 1), **report.provenance("cpu"),
-                  script_fingerprint=report.fingerprint(Path(__file__)))
+                  run_fingerprint=run_fingerprint(), script_fingerprint=report.fingerprint(Path(__file__)))
     report.write_json(record, Path(args.out))
     return 0
 
@@ -264,22 +272,21 @@ def run_plan(plan, jobs=2, data_dir=None, train_subset=None, runs_dir=RUNS, reco
     """Every run of a plan not yet done (two at a time, one thread each), then its record."""
     runs, described = plan_runs(plan, records)
     of = described.get("adopted")
-    here = (report.code_fingerprints(ROOT), report.fingerprint(Path(__file__)))
+    here = (report.code_fingerprints(ROOT), run_fingerprint())
 
     def done(path):
         if not path.is_file():
             return False
         r = json.loads(path.read_text())
-        return (r["code_fingerprint"], r["script_fingerprint"]) == here
+        return (r["code_fingerprint"], r["run_fingerprint"]) == here
 
-    def start(item, fallback=False):
+    def start(item):
         label, arch, recipe, bn, seed = item
         path = run_path(runs_dir, label, seed, plan, of)
-        if done(path) and not fallback:
+        if done(path):
             return path
         cmd = [sys.executable, __file__, "one", plan, label, str(seed), "--out", str(path)]
         cmd += ["--of", of] if of else []
-        cmd += ["--fallback"] if fallback else []
         cmd += ["--data-dir", str(data_dir)] if data_dir else []
         cmd += ["--train-subset", str(train_subset)] if train_subset else []
         cmd += ["--epochs", str(epochs)] if epochs else []
@@ -299,8 +306,11 @@ def run_plan(plan, jobs=2, data_dir=None, train_subset=None, runs_dir=RUNS, reco
                     and "diverged" in json.loads(run_path(runs_dir, "no_schedule", item[4], plan).read_text())["history"]]
         if diverged:
             log(f"no_schedule diverged on {len(diverged)} seeds: all of them again at lr {CONSTANT_LR_FALLBACK}")
+            fallback = [("no_schedule_fallback", *ablated(of, "no_schedule_fallback"), s) for s in SEARCH_SEEDS]
             with ThreadPoolExecutor(max_workers=jobs) as pool:
-                list(pool.map(lambda item: start(item, fallback=True), [i for i in runs if i[0] == "no_schedule"]))
+                list(pool.map(start, fallback))
+            runs += fallback
+            described["recipes"] = list(ABLATION) + ["no_schedule_fallback"]
     return write_plan_record(plan, runs, described, runs_dir, records)
 
 
@@ -317,7 +327,8 @@ def write_plan_record(plan, runs, described, runs_dir=RUNS, records_dir=RECORDS)
         what=f"benchmarks/search.py {plan}: Step 3 recipes on held-out digits (train on the first "
              f"{60000 - HOLDOUT:,} training images, score the last {HOLDOUT:,}), one CPU process per run",
         plan=plan, **described, window=utils.WINDOW, target=utils.TARGET, held_out_images=HOLDOUT,
-        script="benchmarks/search.py", script_fingerprint=first["script_fingerprint"],
+        script="benchmarks/search.py", run_fingerprint=first["run_fingerprint"],
+        script_fingerprint=report.fingerprint(Path(__file__)),
         code_fingerprint=first["code_fingerprint"], git_commit=first["git_commit"],
         code_as_committed=first["code_as_committed"], torch=first["torch"], device=first["device"],
         threads=first["threads"],
@@ -332,11 +343,12 @@ def write_plan_record(plan, runs, described, runs_dir=RUNS, records_dir=RECORDS)
                           baseline="full" if plan == "ablation" else "present"))
     if plan == "confirm":
         out["adopted"], out["sixteen_seeds"] = adopted(load("search", records_dir), out)
-    same = {(r["code_fingerprint"]["model.py"], r["code_fingerprint"]["utils.py"], r["script_fingerprint"])
+    same = {(r["code_fingerprint"]["model.py"], r["code_fingerprint"]["utils.py"], r["run_fingerprint"])
             for by in records.values() for r in by.values()}
     if len(same) != 1:
         raise RuntimeError(f"the runs of {plan} were made by different code: re-run the stale ones")
     report.write_json(out, Path(records_dir) / f"{plan}.json")
+    report.plot_plan(out, Path(records_dir) / f"{plan}.png")
     return out
 
 
@@ -366,7 +378,6 @@ def main(argv=None):
     one.add_argument("seed", type=int)
     one.add_argument("--out", required=True)
     one.add_argument("--of", help="ablation: the recipe whose ingredients are left out")
-    one.add_argument("--fallback", action="store_true", help="ablation: no_schedule at the fallback lr")
     one.add_argument("--data-dir")
     one.add_argument("--train-subset", type=int)
     one.add_argument("--epochs", type=int)
