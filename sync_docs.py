@@ -14,8 +14,6 @@ from utils import TARGET, WINDOW
 ROOT = Path(__file__).resolve().parent
 NOTEBOOKS = {1: "Step1_Skeleton.ipynb", 2: "Step2_LightModel.ipynb",
              3: "Step3_BN_Dropout_Aug_LR.ipynb"}
-TITLES = {1: "The skeleton", 2: "The light model",
-          3: "Batch norm, dropout, augmentation and an LR schedule"}
 RESULT_BLOCK = re.compile(r"(<!-- result:begin -->\n)(.*?)(\n<!-- result:end -->)", re.S)
 DOCS = ("README.md", "docs/recipe-history.md")  # the documents with generated sections
 GENERATED = re.compile(r"(<!-- generated:(\w+):begin -->\n)(.*?)(<!-- generated:\2:end -->)", re.S)
@@ -78,10 +76,6 @@ def readme_sections(root=ROOT, up=""):
     records = load_records(res)
     seeds = json.loads((res / "seeds.json").read_text()) if (res / "seeds.json").is_file() else None
     out = {"steps": steps_table(records, up), "checklist": checklist(records, seeds)}
-    for step in NOTEBOOKS:
-        out[f"step{step}"] = (step_section(step, records[step], Path(root) / NOTEBOOKS[step], up)
-                              if step in records else
-                              f"_Step {step} has not been run yet: `python run_notebooks.py --steps {step}`._\n")
     out["seeds"] = (seeds_table(seeds, "seeds", up) if seeds else
                     "_Not run yet: `python run_notebooks.py --steps 3 --seeds 1 2 3 4 5 6 7 8 9 10`._\n")
     held = res / "holdout.json"
@@ -90,23 +84,73 @@ def readme_sections(root=ROOT, up=""):
     sweep = Path(root) / "docs" / "records" / "recipe_sweep_b7d79cc.json"  # a historical record
     out["sweep"] = sweep_table(json.loads(sweep.read_text())) if sweep.is_file() else "_Not in this copy._\n"
     out["performance"] = performance(res) or "_Not measured yet: `python benchmarks/pipeline.py`._\n"
+    out["speed"] = speed_table(res / "speed.json")
+    bench = Path(root) / "benchmarks"
+    for plan in ("search", "confirm", "ablation"):
+        path = bench / f"{plan}.json"
+        out[plan] = (plan_table(json.loads(path.read_text()), up) if path.is_file() else
+                     f"_Not run yet: `python benchmarks/search.py {plan}`._\n")
     return out
 
 
-def step_section(step, record, nb_path, up=""):
-    sec = sections(nb_path)
-    return "\n".join([
-        f"### Step {step}: {TITLES[step]} ([{NOTEBOOKS[step]}]({up}{NOTEBOOKS[step]}))", "",
-        "**Target.** " + sec.get("target", ""), "",
-        "**Result.**", "", sec.get("result", ""), "",
-        "**Analysis.** " + sec.get("analysis", ""), "",
-        "Receptive field:", "", "```", report.format_rf_table(record["rf_rows"]), "```", "",
-        f"![Step {step} curves]({up}results/step{step}_curves.png)", ""])
+PLAN_LABELS = {"full": "the adopted recipe, whole", "no_batch_norm": "no batch norm (plain convs with biases)",
+               "no_dropout": "no dropout", "no_augmentation": "no rotation, shift or zoom",
+               "no_schedule": "no schedule (constant learning rate 0.01)",
+               "no_schedule_fallback": "no schedule, the fallback (constant learning rate 0.005)",
+               "no_weight_average": "no weight average"}
+
+
+def plan_table(rec, up=""):
+    """A plan's record of benchmarks/search.py as a table: mean of the per-seed minimums, the
+    paired difference from the baseline with its standard error, seeds at the bar, worst seed."""
+    base = "full" if rec["plan"] == "ablation" else "present"
+    seeds = rec["seeds"]
+    lines = [f"{len(seeds)} seeds ({seeds[0]}-{seeds[-1]}) per recipe, each trained on "
+             f"{rec['recipe_settings'][base]['settings']['train_images']:,} training images and scored on the "
+             f"{rec['held_out_images']:,} held out after every epoch; each seed judged by its minimum over the last "
+             f"{rec['window']} epochs. {rec['device']}, {threads(rec)} per run.", "",
+             f"| Recipe | Params | Mean of the minimums | Paired difference from {'the whole recipe' if base == 'full' else 'the present recipe'} "
+             f"| Seeds >= {rec['target']}% | Worst seed |", "|---|---:|---:|---:|---:|---:|"]
+    for name in rec["recipes"]:
+        label = PLAN_LABELS.get(name, name) if rec["plan"] == "ablation" else name
+        if name in rec.get("diverged", {}):
+            lines.append(f"| {label} | {rec['params'][name]:,} | diverged on seeds "
+                         f"{', '.join(map(str, rec['diverged'][name]))} | | | |")
+            continue
+        r = rec["summary"][name]
+        diff = (f"{r['paired_diff']:+.3f} +- {r['paired_se']:.3f} pt" if "paired_diff" in r else "")
+        lines.append(f"| {label} | {rec['params'][name]:,} | {r['mean_min']:.3f}% | {diff} | "
+                     f"{r['at_bar']} / {len(r['seeds'])} | {r['worst']:.2f}% |")
+    if rec["plan"] == "confirm":
+        both = rec["sixteen_seeds"]
+        lines += ["", f"Over the 16 seeds of the search and the confirmation: {rec['pick']} "
+                      f"{both[rec['pick']]['mean_min']:.3f}% ({both[rec['pick']]['at_bar']} of 16 at the bar), "
+                      f"the present recipe {both['present']['mean_min']:.3f}% ({both['present']['at_bar']} of 16). "
+                      f"Adopted: **{rec['adopted']}**."]
+    if rec["plan"] == "ablation":
+        lines += ["", f"![the ablation, seed by seed]({up}benchmarks/ablation.png)"]
+    return "\n".join(lines) + "\n"
+
+
+def speed_table(path):
+    """benchmarks/speed.py's record: training images per second of each model, side by side."""
+    if not Path(path).is_file():
+        return "_Not measured yet: `python benchmarks/speed.py`._\n"
+    s = json.loads(Path(path).read_text())
+    lines = [f"Training steps only, {s['steps']} steps a turn, {s['repeats']} turns each, in turns in one "
+             f"process, on {s['device']}, {threads(s)} (median of the turns):", "",
+             "| Model (recipe) | Params | Batch | Channels-last | Images / s | vs Model_3 (Step 3) |",
+             "|---|---:|---:|---|---:|---:|"]
+    ref = next(m["images_per_s"] for m in s["models"] if m["name"] == "Model_3 (Step 3)")
+    for m in s["models"]:
+        lines.append(f"| {m['name']} | {m['params']:,} | {m['batch_size']} | {'yes' if m['channels_last'] else 'no'} | "
+                     f"{m['images_per_s']:,.0f} | {m['images_per_s'] / ref:.2f}x |")
+    return "\n".join(lines) + "\n"
 
 
 def steps_table(records, up=""):
     lines = ["| Step | Model | Params | RF | Best test acc | Min test acc, last 5 | Epochs | "
-             "Wall time | Device |", "|---|---|---:|---:|---:|---:|---:|---:|---|"]
+             "Training time | Device |", "|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for step, r in records.items():
         s = report.score_history(r["history"], WINDOW, TARGET)
         lines.append(f"| [{step}]({up}{NOTEBOOKS[step]}) | {r['model']} | {r['params']:,} | "
@@ -209,21 +253,22 @@ def performance(res):
     lines = []
     for name in sorted(Path(res).glob("benchmark*.json")):
         b = json.loads(name.read_text())
-        aug = ("augmentation not recorded" if "degrees" not in b else
-               f"rotation +-{b['degrees']:g} degrees" + (f" and shift {b['translate']:g}" if b["translate"] else ""))
-        lines += [f"Pipeline benchmark on {b['hardware']}, {threads(b)} ({b['batches']} batches of {b['batch_size']}, "
-                  f"{aug}, {b['repeats']} repeats, median):", "",
-                  "| Pipeline | Images / s | Seconds per epoch (60,000 images) |", "|---|---:|---:|",
-                  f"| (a) torchvision transforms + DataLoader | {b['a_images_per_s']:,.0f} | "
-                  f"{60000 / b['a_images_per_s']:.1f} |",
-                  f"| (b) tensors on the device, batched augmentation | {b['b_images_per_s']:,.0f} | "
-                  f"{60000 / b['b_images_per_s']:.1f} |", "",
-                  f"Speed-up b/a: **{b['ratio']:.2f}x**.", ""]
+        lines += [f"The input pipeline (benchmarks/pipeline.py): the same Model_3 training steps fed (a) by "
+                  f"torchvision's transforms and a DataLoader with {b['workers']} workers and (b) by this project's "
+                  f"loader (the images held as tensors, each batch rotated and shifted in one grid_sample call), "
+                  f"{b['batches']} batches of {b['batch_size']} each, in turns, {b['repeats']} repeats, median, on "
+                  f"{b['hardware']}, {threads(b)}:", "",
+                  "| Pipeline | Images / s |", "|---|---:|",
+                  f"| (a) torchvision transforms + DataLoader | {b['a_images_per_s']:,.0f} |",
+                  f"| (b) tensors on the device, batched augmentation | {b['b_images_per_s']:,.0f} |", "",
+                  f"(b) is **{b['ratio']:.2f}x** as fast.", ""]
     for name in sorted(Path(res).glob("series*.json")):
         s = json.loads(name.read_text())
         per = ", ".join(f"step {k} {v:.0f} s" for k, v in s["notebooks"].items())
-        lines += [f"Whole series on {s['device']}: **{s['total_seconds']:.0f} s** "
-                  f"({s['total_seconds'] / 60:.1f} minutes: {per}).", ""]
+        lines += [f"The whole series, `python run_notebooks.py`, on {s['device']}, {threads(s)}: "
+                  f"**{s['total_seconds']:.0f} s** ({s['total_seconds'] / 60:.1f} minutes: {per}). These times "
+                  f"count each notebook from its kernel's start to its end; the steps table's wall times count "
+                  f"from the first training step to the saved record.", ""]
     return "\n".join(lines)
 
 
@@ -251,8 +296,14 @@ def render_doc(doc, root=ROOT):
 
 
 def write_readme(root=ROOT):
-    """Rewrite the generated sections of the README and the other DOCS; True when anything changed."""
+    """Rewrite each notebook's Result block and the generated sections of the README and the
+    other DOCS from the records; True when anything changed."""
     changed = False
+    for step, record in load_records(Path(root) / "results").items():
+        nb = Path(root) / NOTEBOOKS[step]
+        if sections(nb).get("result") != report.result_markdown(record):
+            sync_result_block(nb, record)
+            changed = True
     for doc in DOCS:
         if not (Path(root) / doc).is_file():
             continue

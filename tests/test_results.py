@@ -69,22 +69,29 @@ def test_weights_load_refuses_pickled_code(tmp_path):
         report.load_weights(models.Model_3(), path)
 
 
-def test_result_markdown_reports_the_last_five_epochs():
+def test_result_markdown_reports_the_last_five_epochs_and_both_targets():
     history = {k: [] for k in utils.HISTORY_KEYS}
     for e, acc in enumerate([98.0, 99.0, 99.41, 99.45, 99.40, 99.50, 99.43], start=1):
         for k, v in dict(epoch=e, lr=0.1, train_loss=0.1, train_acc=98.0 + e / 10, test_loss=0.02,
                          test_acc=acc, seconds=1.0).items():
             history[k].append(v)
-    record = dict(params=6000, receptive_field=28, epochs=7, seed=1, wall_seconds=7.0,
-                  device="cpu", threads=2, history=history)
+    record = dict(model="Model_1", params=6000, receptive_field=28, epochs=7, seed=1, wall_seconds=7.0,
+                  device="cpu", threads=2, history=history, settings={},
+                  train_test=dict(train_acc=99.7, test_acc=99.43))
     text = report.result_markdown(record)
-    assert "Best test accuracy: 99.50% (epoch 6)" in text
-    assert "Best train accuracy: 98.70% (epoch 7)" in text
+    assert "best 99.50% (epoch 6)" in text and "best 98.70% (epoch 7)" in text
     assert "99.00, 99.41, 99.45, 99.40, 99.50" not in text
-    assert "99.41, 99.45, 99.40, 99.50, 99.43 (%); min 99.40%, all >= 99.4%" in text
-    assert "7 epochs, seed 1, 7 s on cpu, 2 CPU threads" in text
+    assert "99.41, 99.45, 99.40, 99.50, 99.43 (%), min 99.40%" in text
+    assert "train 99.70%, test 99.43% (gap +0.27 pt)" in text
+    assert "This step's target, a best test accuracy of at least 99.0%: met" in text
+    assert "The assignment's bar, >= 99.4% in each of the last 5 epochs: met in this run" in text
+    assert "7 epochs, seed 1, 7 s of training on cpu, 2 CPU threads" in text
     history["test_acc"][-1] = 99.39
-    assert "not met in this run" in report.result_markdown(record)
+    assert "bar, >= 99.4% in each of the last 5 epochs: not met in this run" in report.result_markdown(record)
+    step3 = dict(record, model="Model_3", settings=dict(degrees=7.0, dropout=0.05, ema_decay=0.998))
+    text = report.result_markdown(step3)
+    assert "This step's target is the assignment's bar" in text
+    assert "(augmented digits, dropout on, the live weights, not their average)" in text
 
 
 def test_record_names_the_code_that_made_it(tmp_path, small_loaders):
