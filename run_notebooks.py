@@ -500,6 +500,8 @@ def main(argv=None):
         set_repo(repo)
     STOPPING.clear(), RUNNING.clear()
     previous = signal.signal(signal.SIGTERM, raise_interrupted)
+    # Ctrl-C stops the run even where SIGINT came in ignored (a background job of a script)
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         run(args)
         return 0
@@ -517,6 +519,7 @@ def main(argv=None):
         stop()
         STOPPING.clear()  # main() can be called again (tests)
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
         if not args.out:
             update_readme()
 
