@@ -240,8 +240,10 @@ def result_markdown(record, window=utils.WINDOW, target=utils.TARGET):
         lines.append(f"- {bar[0].upper() + bar[1:]}: {'met' if s['consistent'] else 'not met'} in this run")
     else:
         lines.append(f"- This step's target is {bar}: {'met' if s['consistent'] else 'not met'} in this run")
-    lines.append(f"- {record['epochs']} epochs, seed {record['seed']}, {record['wall_seconds']:.0f} s of training "
-                 f"on {record['device']}, {record['threads']} CPU thread{'s' if record['threads'] != 1 else ''}")
+    epochs_s = sum(record["history"].get("seconds", []))
+    lines.append(f"- {record['epochs']} epochs, seed {record['seed']}, on {record['device']}, {record['threads']} CPU "
+                 f"thread{'s' if record['threads'] != 1 else ''}: {epochs_s:.0f} s in the epochs, "
+                 f"{record['wall_seconds']:.0f} s with the final scoring and saving")
     return "\n".join(lines)
 
 
