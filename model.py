@@ -10,9 +10,9 @@ block's switches (batch norm, dropout):
 
 Every conv is unpadded, so the receptive field grows 3, 5, 7 | 8 | 12, 16, 20
 and the global average pool over the last 5x5 map (jump 2) brings it to 28:
-the output sees the whole digit.  Three convs at full resolution before the
-pool give the strokes the most room; they are where most of the compute goes
-(the largest maps), not most of the parameters.  The head's 1x1 conv has a
+the output sees the whole digit.  The three convs before the pool work on the
+largest maps, so they take most of the compute, not most of the parameters.
+The head's 1x1 conv has a
 bias and no batch norm or ReLU: it gives the class scores.  Each model returns
 log-probabilities (N, 10).
 """

@@ -145,6 +145,9 @@ def speed_table(path):
     for m in s["models"]:
         lines.append(f"| {m['name']} | {m['params']:,} | {m['batch_size']} | {'yes' if m['channels_last'] else 'no'} | "
                      f"{m['images_per_s']:,.0f} | {m['images_per_s'] / ref:.2f}x |")
+    if any(m["name"].startswith("search: ") for m in s["models"]):
+        lines += ["", "The rows `search: NAME` are the recipes of the held-out search (docs/search-plan.md) as "
+                      "benchmarks/search.py trains them; `present` is Step 3's recipe in the channels-last layout."]
     return "\n".join(lines) + "\n"
 
 
