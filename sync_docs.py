@@ -127,8 +127,7 @@ def plan_table(rec, up=""):
                       f"{both[rec['pick']]['mean_min']:.3f}% ({both[rec['pick']]['at_bar']} of 16 at the bar), "
                       f"the present recipe {both['present']['mean_min']:.3f}% ({both['present']['at_bar']} of 16). "
                       f"Adopted: **{rec['adopted']}**."]
-    if rec["plan"] == "ablation":
-        lines += ["", f"![the ablation, seed by seed]({up}benchmarks/ablation.png)"]
+    lines += ["", f"![{rec['plan']}: each seed's minimum]({up}benchmarks/{rec['plan']}.png)"]
     return "\n".join(lines) + "\n"
 
 

@@ -7,6 +7,7 @@ the figures is free: rephrase a sentence and no test changes, as long as its fig
 import json
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -314,3 +315,23 @@ def test_the_first_recipe_was_set_with_test_seeds_1_to_5_in_view():
     except (OSError, subprocess.CalledProcessError):
         pytest.skip("no git history here to read the earlier README")
     assert "whose settings had been chosen, and its seeds 1 to 5 seen, on the test set" in " ".join(old.decode().split())
+
+
+def search_record():
+    path = ROOT / "benchmarks" / "search.json"
+    if not path.is_file():
+        pytest.skip("the search has not run")
+    return json.loads(path.read_text())
+
+
+def test_history_and_readme_on_the_search_are_its_record():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import search
+    rec = search_record()
+    diffs = {n: r["paired_diff"] for n, r in rec["summary"].items() if n != "present"}
+    assert f"by {min(-d for d in diffs.values()):.3f} to {max(-d for d in diffs.values()):.3f} points" in history_doc()
+    assert all(d < 0 for d in diffs.values()) and len(diffs) == 5
+    assert all(rec["summary"][n]["at_bar"] < rec["summary"]["present"]["at_bar"] for n in diffs)
+    assert "the pick is slim_low_early" in history_doc() and search.pick(rec) == "slim_low_early"
+    assert "five candidates, under 6,000 parameters, all scored below the present recipe on held-out seeds 200-207" in readme()
+    assert all(rec["params"][n] < 6000 for n in diffs) and rec["seeds"] == list(range(200, 208))

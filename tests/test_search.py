@@ -129,3 +129,27 @@ def test_smoke_options_cannot_write_over_the_records(capsys):
     with pytest.raises(SystemExit):
         search.main(["search", "--epochs", "1"])
     assert "smoke checks" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("plan", ["search", "confirm", "ablation"])
+def test_a_committed_record_is_its_plan_whole(plan):
+    """benchmarks/PLAN.json, once there: the plan's recipes on the plan's seeds, every run of 15
+    epochs, full-size held-out scoring, and a summary that its own runs give again."""
+    path = ROOT / "benchmarks" / f"{plan}.json"
+    if not path.is_file():
+        pytest.skip(f"{plan} not run yet")
+    rec = json.loads(path.read_text())
+    seeds = {"search": search.SEARCH_SEEDS, "confirm": search.CONFIRM_SEEDS, "ablation": search.SEARCH_SEEDS}[plan]
+    assert rec["plan"] == plan and rec["seeds"] == seeds and rec["held_out_images"] == 10000
+    if plan == "search":
+        assert rec["recipes"] == list(search.RECIPES)
+    for name in rec["recipes"]:
+        runs = rec["runs"].get(name, {})
+        assert sorted(map(int, runs)) == seeds or name in rec["diverged"], f"{name}: runs missing"
+        assert all(len(r["correct"]) == 15 for r in runs.values())
+        assert rec["recipe_settings"][name]["settings"]["train_images"] == 50000
+    again = search.summarize({n: {s: dict(correct=r["correct"]) for s, r in by.items()} for n, by in rec["runs"].items()},
+                             baseline="full" if plan == "ablation" else "present")
+    assert again == rec["summary"]
+    if plan == "confirm":
+        assert rec["pick"] == search.pick(json.loads((ROOT / "benchmarks" / "search.json").read_text()))
