@@ -270,7 +270,7 @@ def performance(res):
         lines += [f"The whole series, `python run_notebooks.py`, on {s['device']}, {threads(s)}: "
                   f"**{s['total_seconds']:.0f} s** ({s['total_seconds'] / 60:.1f} minutes: {per}). These times "
                   f"count each notebook's whole papermill run (kernel start, imports, data, layer tables, plots); "
-                  f"the steps table counts only the 15 epochs' training and scoring.", ""]
+                  f"the steps table counts only the epochs' training and scoring.", ""]
     return "\n".join(lines)
 
 
