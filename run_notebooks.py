@@ -3,6 +3,7 @@
     python run_notebooks.py                       # all three steps, full runs, in place
     python run_notebooks.py --steps 3 --quick     # one epoch on 2,000 images, into runs/quick
     python run_notebooks.py --steps 3 --seeds 1 2 3 --jobs 2   # Step 3 per seed -> results/seeds.json
+    python run_notebooks.py --steps 3 --seeds 1 2 3 --jobs 2 --resume   # the same, keeping seeds already run
     python run_notebooks.py --seeds 101 102 --holdout 10000   # on held-out training images -> results/holdout.json
     python run_notebooks.py --check               # graders: re-score the saved models, check every claim
     python run_notebooks.py --repo OWNER/NAME     # point the Colab badges and cells at a fork
@@ -310,10 +311,37 @@ def run_steps(steps, dest, parameters, echo=echo_line, timeout=None, env=None):
     return times
 
 
-def run_seeds(seeds, dest, parameters, jobs=1, echo=echo_line, timeout=None, env=None):
-    """Run Step 3 once per seed into dest/seed_K; returns the seeds record."""
+def finished_seed(folder, parameters):
+    """The record of a Step 3 run already in folder, if it ran this notebook's code (every code
+    cell as it is now), with these parameters and this model.py and utils.py; else None."""
+    import report
+    path, nb_path = Path(folder) / "results" / "step3.json", Path(folder) / NOTEBOOKS[3]
+    if not (path.is_file() and nb_path.is_file()):
+        return None
+    record = report.load_record(path)
+    ran = json.loads(nb_path.read_text())["cells"]
+    injected = [c for c in ran if "injected-parameters" in c["metadata"].get("tags", [])]
+    values = {}
+    for cell in injected:
+        exec("".join(cell["source"]), {}, values)
+
+    def code(cells):
+        return ["".join(c["source"]) for c in cells if c["cell_type"] == "code"
+                and "injected-parameters" not in c["metadata"].get("tags", [])]
+    now = json.loads((ROOT / NOTEBOOKS[3]).read_text())["cells"]
+    same = (code(ran) == code(now) and values == parameters
+            and record.get("code_fingerprint") == report.code_fingerprints(ROOT))
+    return record if same else None
+
+
+def run_seeds(seeds, dest, parameters, jobs=1, echo=echo_line, timeout=None, env=None, resume=False):
+    """Run Step 3 once per seed into dest/seed_K; returns the seeds record.  With resume, a seed
+    whose finished run is in dest/seed_K with the same code and parameters is not run again."""
     def run_one_seed(seed):
         params = dict(parameters, seed=seed, progress=False)
+        if resume and (record := finished_seed(Path(dest) / f"seed_{seed}", params)):
+            echo(f"seed {seed}: finished before, same code and parameters: kept, not run again")
+            return record
         record, seconds = run_step(3, Path(dest) / f"seed_{seed}", params, label=f"seed {seed}",
                                    echo=echo, timeout=timeout, env=env)
         echo(f"seed {seed}: " + step_line(3, record, seconds))
@@ -405,6 +433,8 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, help="override the notebooks' seed")
     p.add_argument("--seeds", type=int, nargs="+", help="run Step 3 once per seed -> results/seeds.json")
     p.add_argument("--jobs", type=int, default=1, help="seeds run at once")
+    p.add_argument("--resume", action="store_true", help="with --seeds: keep the seeds whose finished run "
+                   "(same code and parameters) is already in the output folder; run only the others")
     p.add_argument("--threads", type=int, help="CPU threads per notebook (default: all; with --jobs, shared)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
     p.add_argument("--data-dir", help="folder holding MNIST/raw (default: $MNIST_DATA_DIR, else ./data)")
@@ -430,6 +460,8 @@ def parse_args(argv=None):
         p.error(f"--repo takes a GitHub owner/name such as octo/s7, got {args.repo!r}")
     if args.holdout is not None and not args.seeds and (args.steps != [3] or not args.out):
         p.error("--holdout is for Step 3 runs kept apart from the record: use --seeds, or --steps 3 --out DIR")
+    if args.resume and not args.seeds:
+        p.error("--resume goes with --seeds: it keeps the seeds already run in the output folder")
     if args.quick and not args.out:
         args.out = "runs/quick"
     return args
@@ -466,7 +498,7 @@ def run(args, echo=echo_line):
     if args.seeds:  # held-out seeds choose the recipe (results/holdout.json); the rest are the record
         name = "holdout" if args.holdout else "seeds"
         record = run_seeds(args.seeds, Path(args.out or f"runs/{name}"), params, args.jobs, echo,
-                           args.timeout, env)
+                           args.timeout, env, resume=args.resume)
         echo(f"wrote {save_seeds(record, ROOT / 'results' if args.holdout else dest / 'results', name)}")
         return
     times = run_steps(args.steps, dest, params, echo, args.timeout, env)

@@ -69,6 +69,11 @@ def load_records(res):
             for s in NOTEBOOKS if (Path(res) / f"step{s}.json").is_file()}
 
 
+# Step 3 on held-out seeds 111-114 with the recipe as it was before the freeze (weights in the
+# default layout): the last results/holdout.json of that recipe, kept as history
+HOLDOUT_HISTORY = Path("docs/records/holdout_97f008a.json")
+
+
 def readme_sections(root=ROOT, up=""):
     """The text of every generated section, from the notebooks and results/; links start with
     `up` (the way from the document's folder to the repository's root)."""
@@ -78,9 +83,9 @@ def readme_sections(root=ROOT, up=""):
     out = {"steps": steps_table(records, up), "checklist": checklist(records, seeds)}
     out["seeds"] = (seeds_table(seeds, "seeds", up) if seeds else
                     "_Not run yet: `python run_notebooks.py --steps 3 --seeds 1 2 3 4 5 6 7 8 9 10`._\n")
-    held = res / "holdout.json"
-    out["holdout"] = (seeds_table(json.loads(held.read_text()), "holdout", up) if held.is_file() else
-                      "_Not run yet: `python run_notebooks.py --seeds 111 112 113 114 --holdout 10000`._\n")
+    held = Path(root) / HOLDOUT_HISTORY  # a historical record: the recipe before the freeze
+    out["holdout"] = (seeds_table(json.loads(held.read_text()), "holdout", up, plot=HOLDOUT_HISTORY.with_suffix(".png"))
+                      if held.is_file() else "_Not in this copy._\n")
     sweep = Path(root) / "docs" / "records" / "recipe_sweep_b7d79cc.json"  # a historical record
     out["sweep"] = sweep_table(json.loads(sweep.read_text())) if sweep.is_file() else "_Not in this copy._\n"
     out["performance"] = performance(res) or "_Not measured yet: `python benchmarks/pipeline.py`._\n"
@@ -146,7 +151,10 @@ def speed_table(path):
                      f"{m['images_per_s']:,.0f} | {m['images_per_s'] / ref:.2f}x |")
     if any(m["name"].startswith("search: ") for m in s["models"]):
         lines += ["", "The rows `search: NAME` are the recipes of the held-out search (docs/search-plan.md) as "
-                      "benchmarks/search.py trains them; `present` is Step 3's recipe in the channels-last layout."]
+                      "benchmarks/search.py trains them."]
+    if any(m["name"] == "Model_3 (before the freeze)" for m in s["models"]):
+        lines[-1] += (" `Model_3 (before the freeze)` is Step 3's model and recipe with its weights in the "
+                      "default layout, as the records before the freeze trained it.")
     return "\n".join(lines) + "\n"
 
 
@@ -213,7 +221,7 @@ def checklist(records, seeds):
     return "\n".join(lines) + "\n"
 
 
-def seeds_table(s, name="seeds", up=""):
+def seeds_table(s, name="seeds", up="", plot=None):
     n = s.get("test_images", 10000)
     where = s.get("settings", {}).get("evaluated_on", "test set")
     acc = "test acc" if where == "test set" else "held-out acc"
@@ -232,7 +240,7 @@ def seeds_table(s, name="seeds", up=""):
     lines += ["", f"Worst seed: {worst:.2f}% ({correct_digits(worst, n):,} of {n:,} digits, "
               f"{abs(margin)} {'above' if margin >= 0 else 'below'} the {correct_digits(s['target'], n):,} "
               f"the bar asks for); mean of the per-seed minimums: {sum(mins) / len(mins):.2f}%.", "",
-              f"![accuracy per seed]({up}results/{name}.png)", ""]
+              f"![accuracy per seed]({up}{plot or f'results/{name}.png'})", ""]
     return "\n".join(lines)
 
 

@@ -61,7 +61,7 @@ def seeds():
 
 
 def holdout():
-    return json.loads((ROOT / "results" / "holdout.json").read_text())
+    return json.loads((ROOT / sync_docs.HOLDOUT_HISTORY).read_text())
 
 
 def held(record):
@@ -335,3 +335,24 @@ def test_history_and_readme_on_the_search_are_its_record():
     assert "the pick is slim_low_early" in history_doc() and search.pick(rec) == "slim_low_early"
     assert "five candidates, under 6,000 parameters, all scored below the present recipe on held-out seeds 200-207" in readme()
     assert all(rec["params"][n] < 6000 for n in diffs) and rec["seeds"] == list(range(200, 208))
+
+
+def confirm_record():
+    return json.loads((ROOT / "benchmarks" / "confirm.json").read_text())
+
+
+@pytest.mark.skipif(not (ROOT / "benchmarks" / "confirm.json").is_file(), reason="the confirmation has not run")
+def test_history_and_readme_on_the_confirmation_are_its_record():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import search
+    rec = confirm_record()
+    name, both = search.adopted(search_record(), rec)
+    assert name == rec["adopted"] == "present" and rec["pick"] == "slim_low_early" and both == rec["sixteen_seeds"]
+    pick, present = both["slim_low_early"], both["present"]
+    assert f"{-pick['paired_diff']:.3f} points below" in history_doc() and pick["paired_seeds"] == 16
+    assert (pick["at_bar"], present["at_bar"]) == (2, 10) and rec["seeds"] == list(range(208, 216))
+    said = re.search(r"held the bar on (\d+) seeds to the present recipe's (\d+)", history_doc())
+    assert said and tuple(map(int, said.groups())) == (pick["at_bar"], present["at_bar"])
+    said = re.search(r"the pick held the bar on (\d+), the present recipe on (\d+)", " ".join(readme().split()))
+    assert said and tuple(map(int, said.groups())) == (pick["at_bar"], present["at_bar"])
+    assert f"keeps its {rec['params']['present']:,} parameters" in history_doc()

@@ -25,14 +25,15 @@ import speed  # noqa: E402
 
 def test_speed_benchmark_times_every_model_it_is_given(tmp_path, capsys):
     out = tmp_path / "speed.json"
-    names = "Model_1 (Step 1),Model_3 (Step 3),search: stages_4k_low_early"
+    names = "Model_1 (Step 1),Model_3 (Step 3),Model_3 (before the freeze),search: stages_4k_low_early"
     assert speed.main(["--steps", "2", "--repeats", "1", "--only", names, "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     assert [m["name"] for m in result["models"]] == names.split(",")
     assert all(m["images_per_s"] > 0 and len(m["seconds"]) == 1 for m in result["models"])
     rows = {m["name"]: m for m in result["models"]}
     assert rows["search: stages_4k_low_early"]["batch_size"] == 64 and rows["search: stages_4k_low_early"]["channels_last"]
-    assert not rows["Model_3 (Step 3)"]["channels_last"] and result["threads"] == 1
+    assert rows["Model_3 (Step 3)"]["channels_last"] and not rows["Model_3 (before the freeze)"]["channels_last"]
+    assert result["threads"] == 1 and "search: present" not in speed.contenders()  # it is Step 3's row
     assert "images/s" in capsys.readouterr().out
 
 

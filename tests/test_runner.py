@@ -144,3 +144,37 @@ def test_a_notebook_that_writes_no_results_is_a_failure_naming_it(tmp_path, monk
     with pytest.raises(runner.NotebookFailed, match=r"Step1_Skeleton.ipynb ran to the end but wrote no results/step1.json"):
         runner.run_step(1, tmp_path, echo=lambda *a: None)
     assert list(tmp_path.iterdir()) == [], "the staging folder is removed"
+
+
+def fake_seed_run(folder, seed, code_fingerprint=None):
+    """A finished Step 3 seed run as run_seeds leaves it: the executed notebook with papermill's
+    parameters cell, and its results file."""
+    import report
+    nb = json.loads((runner.ROOT / runner.NOTEBOOKS[3]).read_text())
+    nb["cells"].insert(3, dict(cell_type="code", metadata=dict(tags=["injected-parameters"]), outputs=[],
+                               execution_count=None, source=f"# Parameters\nseed = {seed}\nprogress = False\n"))
+    (folder / "results").mkdir(parents=True)
+    (folder / runner.NOTEBOOKS[3]).write_text(json.dumps(nb))
+    record = dict(model="Model_3", params=1, seed=seed, history=dict(test_acc=[99.5]),
+                  code_fingerprint=code_fingerprint or report.code_fingerprints(runner.ROOT))
+    (folder / "results" / "step3.json").write_text(json.dumps(record))
+    return record
+
+
+def test_a_finished_seed_is_kept_only_with_the_same_code_and_parameters(tmp_path):
+    record = fake_seed_run(tmp_path / "a", 3)
+    assert runner.finished_seed(tmp_path / "a", dict(seed=3, progress=False)) == record
+    assert runner.finished_seed(tmp_path / "a", dict(seed=4, progress=False)) is None
+    assert runner.finished_seed(tmp_path / "a", dict(seed=3, progress=False, epochs=2)) is None
+    fake_seed_run(tmp_path / "b", 3, code_fingerprint={"utils.py": "another"})
+    assert runner.finished_seed(tmp_path / "b", dict(seed=3, progress=False)) is None
+    assert runner.finished_seed(tmp_path / "none", dict(seed=3, progress=False)) is None
+    nb = json.loads((tmp_path / "a" / runner.NOTEBOOKS[3]).read_text())
+    next(c for c in nb["cells"] if "model = " in "".join(c["source"]))["source"] = "model = None"
+    (tmp_path / "a" / runner.NOTEBOOKS[3]).write_text(json.dumps(nb))
+    assert runner.finished_seed(tmp_path / "a", dict(seed=3, progress=False)) is None  # the notebook changed
+
+
+def test_resume_is_only_for_seeds():
+    with pytest.raises(SystemExit):
+        runner.parse_args(["--resume"])

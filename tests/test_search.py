@@ -39,8 +39,8 @@ def test_the_present_recipe_is_the_step_3_notebooks():
     notebook = dict(epochs=p["epochs"], batch_size=p["batch_size"], degrees=p["degrees"], translate=p["translate"],
                     dropout=p["dropout"], optimizer="sgd", lr=p["max_lr"], momentum=p["momentum"], nesterov=True,
                     weight_decay=p["weight_decay"], schedule="onecycle", pct_start=p["pct_start"],
-                    final_div_factor=p["final_div_factor"], ema_decay=p["ema_decay"])
-    assert search.PRESENT == notebook
+                    final_div_factor=p["final_div_factor"], ema_decay=p["ema_decay"], channels_last=p["channels_last"])
+    assert search.RECIPES["present"] == ("model_3", notebook)
 
 
 def test_every_candidate_is_a_valid_recipe_under_6000_parameters_seeing_the_whole_digit():
