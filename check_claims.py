@@ -6,8 +6,8 @@ Re-scores each saved model (results/Model_N.pt) on the MNIST test set with the c
 model.py, recounts its parameters, recomputes its receptive field, and compares all of it with
 results/stepN.json, the notebooks' Result blocks and the README; then prints one row per rule
 of the assignment with its evidence.  Exits 1 when any row fails.  The seeds row is stricter
-than the assignment (every one of ten more seeds at the bar): when a seed falls short it prints
-MISS, as the README's checklist says "no", and does not change the exit code.
+than the assignment (every seed run of results/seeds.json at the bar): when a seed falls short
+it prints MISS, as the README's checklist says "no", and does not change the exit code.
 """
 import json
 import sys

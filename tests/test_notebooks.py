@@ -2,6 +2,7 @@
 import hashlib
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -254,9 +255,35 @@ def test_notebook_shows_its_plots(step):
     assert len(images) >= (3 if step == 3 else 2), "curves, mistakes (and augmented samples in Step 3)"
 
 
-def test_seeds_record_holds_seeds_1_to_10_with_their_whole_curves():
+def test_seeds_record_holds_the_frozen_seeds_1_to_20_with_their_whole_curves():
     seeds = json.loads((ROOT / "results" / "seeds.json").read_text())
-    assert [row["seed"] for row in seeds["seeds"]] == list(range(1, 11))
+    assert [row["seed"] for row in seeds["seeds"]] == list(range(1, 21))
+    from test_analysis import freeze_commit
+    commit = freeze_commit()
+    frozen = {}
+    for name in ("model.py", "utils.py"):
+        text = subprocess.run(["git", "show", f"{commit}:{name}"], cwd=ROOT, capture_output=True,
+                              text=True, check=True).stdout
+        frozen[name] = report.fingerprint(text)
+    assert seeds["code_fingerprint"] == frozen, "every seed ran the freezing commit's model.py and utils.py"
+    ran_after = subprocess.run(["git", "merge-base", "--is-ancestor", commit, seeds["git_commit"]], cwd=ROOT)
+    assert ran_after.returncode == 0, "the seeds ran at or after the freeze"
+    assert seeds["settings"]["channels_last"] is True
+    then = json.loads(subprocess.run(["git", "show", f"{commit}:{runner.NOTEBOOKS[3]}"], cwd=ROOT, capture_output=True,
+                                     text=True, check=True).stdout)
+
+    def code(nb):
+        return ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
+    assert code(then) == code(json.loads((ROOT / runner.NOTEBOOKS[3]).read_text())), "Step 3's code is the frozen one"
     for row in seeds["seeds"]:
         assert len(row["test_acc"]) == seeds["epochs"] <= 15
         assert min(row["test_acc"][-5:]) == row["min_last"], f"seed {row['seed']}"
+
+
+def test_step3_record_ran_the_notebooks_parameters():
+    from test_search import notebook_parameters
+    p, s = notebook_parameters(), json.loads((ROOT / "results" / "step3.json").read_text())["settings"]
+    names = dict(lr="max_lr")  # the record's name -> the parameter's
+    for key in ("epochs", "batch_size", "degrees", "translate", "dropout", "lr", "momentum", "weight_decay",
+                "pct_start", "final_div_factor", "ema_decay", "channels_last"):
+        assert s[key] == p[names.get(key, key)], key
