@@ -137,7 +137,8 @@ CLAIMS = {
     ],
     3: [
         ((f"{rec(3)['params'] - rec(2)['params']} parameters more", f"{rec(3)['params']:,}"), lambda: True),
-        ((f"reaches 99.40% in epoch {first_at_bar(3)}", "never falls below it afterwards"),
+        ((f"reaches the bar in epoch {first_at_bar(3)} ({pct(h(3, 'test_acc')[first_at_bar(3) - 1])})",
+          "never falls below it afterwards"),
          lambda: min(h(3, "test_acc")[first_at_bar(3) - 1:]) >= 99.4),
         ((f"between {pct(min(h(3, 'test_acc')[-5:]))} and {pct(max(h(3, 'test_acc')[-5:]))}",), lambda: True),
         (("below test accuracy in every epoch",), lambda: all(g < 0 for g in gaps(3))),
