@@ -118,13 +118,15 @@ def plan_table(rec, up=""):
              f"| Seeds >= {rec['target']}% | Worst seed |", "|---|---:|---:|---:|---:|---:|"]
     for name in rec["recipes"]:
         label = PLAN_LABELS.get(name, name) if rec["plan"] == "ablation" else name
-        if name in rec.get("diverged", {}):
-            lines.append(f"| {label} | {rec['params'][name]:,} | diverged on seeds "
-                         f"{', '.join(map(str, rec['diverged'][name]))} | | | |")
+        gone = rec.get("diverged", {}).get(name, [])
+        gone = f"diverged on seed{'s' if len(gone) > 1 else ''} {', '.join(map(str, gone))}" if gone else ""
+        if name not in rec["summary"]:  # every seed diverged
+            lines.append(f"| {label} | {rec['params'][name]:,} | {gone} | | | |")
             continue
         r = rec["summary"][name]
         diff = (f"{r['paired_diff']:+.3f} +- {r['paired_se']:.3f} pt" if "paired_diff" in r else "")
-        lines.append(f"| {label} | {rec['params'][name]:,} | {r['mean_min']:.3f}% | {diff} | "
+        mean = f"{gone}; the other {len(r['seeds'])}: {r['mean_min']:.3f}%" if gone else f"{r['mean_min']:.3f}%"
+        lines.append(f"| {label} | {rec['params'][name]:,} | {mean} | {diff} | "
                      f"{r['at_bar']} / {len(r['seeds'])} | {r['worst']:.2f}% |")
     if rec["plan"] == "confirm":
         both = rec["sixteen_seeds"]

@@ -153,3 +153,17 @@ def test_a_committed_record_is_its_plan_whole(plan):
     assert again == rec["summary"]
     if plan == "confirm":
         assert rec["pick"] == search.pick(json.loads((ROOT / "benchmarks" / "search.json").read_text()))
+
+
+def test_the_ablation_table_reports_diverged_seeds_beside_the_others():
+    import sync_docs
+    row = dict(seeds=[200, 201], mean_min=99.4, at_bar=1, worst=99.3)
+    rec = dict(plan="ablation", seeds=[200, 201, 202], recipes=["full", "no_batch_norm", "no_schedule"],
+               recipe_settings={"full": dict(settings=dict(train_images=50000))}, held_out_images=10000, window=5,
+               device="cpu", threads=1, target=99.4, params=dict(full=7722, no_batch_norm=7636, no_schedule=7722),
+               diverged=dict(no_batch_norm=[202], no_schedule=[200, 201, 202]),
+               summary=dict(full=dict(row, seeds=[200, 201, 202]),
+                            no_batch_norm=dict(row, paired_diff=-0.1, paired_se=0.05, paired_seeds=2)))
+    table = sync_docs.plan_table(rec)
+    assert "| no batch norm (plain convs with biases) | 7,636 | diverged on seed 202; the other 2: 99.400% | -0.100 +- 0.050 pt | 1 / 2 |" in table
+    assert "| no schedule (constant learning rate 0.01) | 7,722 | diverged on seeds 200, 201, 202 | | | |" in table
