@@ -380,9 +380,15 @@ def plot_plan(record, path=None):
            color="lightgrey", width=0.5, label="mean")
     ax.axhline(record["target"], color="red", ls="--", lw=1, label=f"{record['target']}%")
     ax.set_xticks(range(len(names)), [n.replace("_", " ") for n in names], rotation=20, ha="right")
-    low = min(min(v.values()) for v in lows.values())
+    low = max(98, min(min(v.values()) for v in lows.values()) - 0.1)
     ax.set(ylabel=f"minimum held-out accuracy, last {record['window']} epochs (%)",
-           ylim=(max(98, low - 0.1), 99.7), title=f"benchmarks/search.py {record['plan']}")
+           ylim=(low, 99.7), title=f"benchmarks/search.py {record['plan']}")
+    for i, n in enumerate(names):  # what the scale leaves out is said on it
+        off = sum(v < low for v in lows[n].values())
+        gone = len(record.get("diverged", {}).get(n, []))
+        note = ", ".join(t for t in (f"{off} below {low:g}%" if off else "", f"{gone} diverged" if gone else "") if t)
+        if note:
+            ax.annotate(note, (i, low), xytext=(0, 4), textcoords="offset points", ha="center", fontsize=7, color="red")
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
