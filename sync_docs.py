@@ -265,15 +265,12 @@ def performance(res):
     lines = []
     for name in sorted(Path(res).glob("benchmark*.json")):
         b = json.loads(name.read_text())
-        lines += [f"The input pipeline (benchmarks/pipeline.py): the same Model_3 training steps fed (a) by "
-                  f"torchvision's transforms and a DataLoader with {b['workers']} workers and (b) by this project's "
-                  f"loader (the images held as tensors, each batch rotated and shifted in one grid_sample call), "
-                  f"{b['batches']} batches of {b['batch_size']} each, in turns, {b['repeats']} repeats, median, on "
-                  f"{b['hardware']}, {threads(b)}:", "",
-                  "| Pipeline | Images / s |", "|---|---:|",
-                  f"| (a) torchvision transforms + DataLoader | {b['a_images_per_s']:,.0f} |",
-                  f"| (b) tensors on the device, batched augmentation | {b['b_images_per_s']:,.0f} |", "",
-                  f"(b) is **{b['ratio']:.2f}x** as fast.", ""]
+        lines += [f"The input pipeline (benchmarks/pipeline.py): the same Model_3 training steps (weights in the "
+                  f"default layout), {b['batches']} batches of {b['batch_size']}, in turns, {b['repeats']} repeats, "
+                  f"median, on {b['hardware']}, {threads(b)}. Fed by torchvision's transforms and a DataLoader with "
+                  f"{b['workers']} workers: {b['a_images_per_s']:,.0f} images/s; by this project's loader (the images "
+                  f"held as tensors, each batch rotated and shifted in one grid_sample call): "
+                  f"{b['b_images_per_s']:,.0f} images/s, **{b['ratio']:.2f}x** as fast.", ""]
     for name in sorted(Path(res).glob("series*.json")):
         s = json.loads(name.read_text())
         per = ", ".join(f"step {k} {v:.0f} s" for k, v in s["notebooks"].items())
