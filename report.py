@@ -373,14 +373,14 @@ def plot_plan(record, path=None):
     seeds = sorted({int(s) for n in names for s in record["runs"][n]})
     lows = {n: {int(s): 100 * min(r["correct"][-record["window"]:]) / record["held_out_images"]
                 for s, r in record["runs"][n].items()} for n in names}
-    for seed in seeds:
-        ax.plot(range(len(names)), [lows[n].get(seed) for n in names], "o-", ms=4, lw=0.7, alpha=0.6,
-                label=f"seed {seed}")
+    low = max(98, min(min(v.values()) for v in lows.values()) - 0.1)
+    for seed in seeds:  # a seed below the scale breaks its line there (said on the plot, below)
+        shown = [lows[n].get(seed) if lows[n].get(seed, low) >= low else None for n in names]
+        ax.plot(range(len(names)), shown, "o-", ms=4, lw=0.7, alpha=0.6, label=f"seed {seed}")
     ax.bar(range(len(names)), [record["summary"][n]["mean_min"] - 98 for n in names], bottom=98,
            color="lightgrey", width=0.5, label="mean")
     ax.axhline(record["target"], color="red", ls="--", lw=1, label=f"{record['target']}%")
     ax.set_xticks(range(len(names)), [n.replace("_", " ") for n in names], rotation=20, ha="right")
-    low = max(98, min(min(v.values()) for v in lows.values()) - 0.1)
     ax.set(ylabel=f"minimum held-out accuracy, last {record['window']} epochs (%)",
            ylim=(low, 99.7), title=f"benchmarks/search.py {record['plan']}")
     for i, n in enumerate(names):  # what the scale leaves out is said on it

@@ -90,6 +90,7 @@ def readme_sections(root=ROOT, up=""):
     out["sweep"] = sweep_table(json.loads(sweep.read_text())) if sweep.is_file() else "_Not in this copy._\n"
     out["performance"] = performance(res) or "_Not measured yet: `python benchmarks/pipeline.py`._\n"
     out["speed"] = speed_table(res / "speed.json")
+    out["speed_search"] = speed_table(res / "speed.json", search=True)
     bench = Path(root) / "benchmarks"
     for plan in ("search", "confirm", "ablation"):
         path = bench / f"{plan}.json"
@@ -118,6 +119,8 @@ def plan_table(rec, up=""):
              f"| Seeds >= {rec['target']}% | Worst seed |", "|---|---:|---:|---:|---:|---:|"]
     for name in rec["recipes"]:
         label = PLAN_LABELS.get(name, name) if rec["plan"] == "ablation" else name
+        if name == "no_augmentation" and not rec["recipe_settings"][base]["settings"].get("scale"):
+            label = "no rotation or shift"  # the recipe has no zoom to leave out
         gone = rec.get("diverged", {}).get(name, [])
         gone = f"diverged on seed{'s' if len(gone) > 1 else ''} {', '.join(map(str, gone))}" if gone else ""
         if name not in rec["summary"]:  # every seed diverged
@@ -138,8 +141,9 @@ def plan_table(rec, up=""):
     return "\n".join(lines) + "\n"
 
 
-def speed_table(path):
-    """benchmarks/speed.py's record: training images per second of each model, side by side."""
+def speed_table(path, search=False):
+    """benchmarks/speed.py's record: training images per second of each model, side by side; the
+    search's candidates only with `search` (the recipe history shows them, the README does not)."""
     if not Path(path).is_file():
         return "_Not measured yet: `python benchmarks/speed.py`._\n"
     s = json.loads(Path(path).read_text())
@@ -148,15 +152,20 @@ def speed_table(path):
              "| Model (recipe) | Params | Batch | Channels-last | Images / s | vs Model_3 (Step 3) |",
              "|---|---:|---:|---|---:|---:|"]
     ref = next(m["images_per_s"] for m in s["models"] if m["name"] == "Model_3 (Step 3)")
-    for m in s["models"]:
+    shown = [m for m in s["models"] if search or not m["name"].startswith("search: ")]
+    for m in shown:
         lines.append(f"| {m['name']} | {m['params']:,} | {m['batch_size']} | {'yes' if m['channels_last'] else 'no'} | "
                      f"{m['images_per_s']:,.0f} | {m['images_per_s'] / ref:.2f}x |")
-    if any(m["name"].startswith("search: ") for m in s["models"]):
-        lines += ["", "The rows `search: NAME` are the recipes of the held-out search (docs/search-plan.md) as "
-                      "benchmarks/search.py trains them."]
-    if any(m["name"] == "Model_3 (before the freeze)" for m in s["models"]):
-        lines[-1] += (" `Model_3 (before the freeze)` is Step 3's model and recipe with its weights in the "
-                      "default layout, as the records before the freeze trained it.")
+    notes = []
+    if any(m["name"] == "Model_3 (before the freeze)" for m in shown):
+        notes.append("`Model_3 (before the freeze)` is Step 3's model and recipe with its weights in the "
+                     "default layout, as the records before the freeze trained it.")
+    if search and any(m["name"].startswith("search: ") for m in shown):
+        notes.append("The rows `search: NAME` are the recipes of the held-out search (docs/search-plan.md) as "
+                     "benchmarks/search.py trains them.")
+    elif any(m["name"].startswith("search: ") for m in s["models"]):
+        notes.append("The same run timed the search's candidates (docs/recipe-history.md).")
+    lines += ["", " ".join(notes)] if notes else []
     return "\n".join(lines) + "\n"
 
 
