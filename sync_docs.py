@@ -128,9 +128,11 @@ def plan_table(rec, up=""):
             continue
         r = rec["summary"][name]
         diff = (f"{r['paired_diff']:+.3f} +- {r['paired_se']:.3f} pt" if "paired_diff" in r else "")
+        if diff and r["paired_seeds"] < len(seeds):  # paired on the seeds both finished
+            diff += f" (on those {r['paired_seeds']})"
         mean = f"{gone}; the other {len(r['seeds'])}: {r['mean_min']:.3f}%" if gone else f"{r['mean_min']:.3f}%"
         lines.append(f"| {label} | {rec['params'][name]:,} | {mean} | {diff} | "
-                     f"{r['at_bar']} / {len(r['seeds'])} | {r['worst']:.2f}% |")
+                     f"{r['at_bar']} / {len(seeds)} | {r['worst']:.2f}% |")
     if rec["plan"] == "confirm":
         both = rec["sixteen_seeds"]
         lines += ["", f"Over the 16 seeds of the search and the confirmation: {rec['pick']} "

@@ -330,6 +330,7 @@ def write_plan_record(plan, runs, described, runs_dir=RUNS, records_dir=RECORDS)
         script="benchmarks/search.py", run_fingerprint=first["run_fingerprint"],
         script_fingerprint=report.fingerprint(Path(__file__)),
         code_fingerprint=first["code_fingerprint"], git_commit=first["git_commit"],
+        git_commits=sorted({r["git_commit"] for by in records.values() for r in by.values()}),  # of every run
         code_as_committed=first["code_as_committed"], torch=first["torch"], device=first["device"],
         threads=first["threads"],
         recipe_settings={n: dict(arch=next(iter(by.values()))["arch"], batch_norm=next(iter(by.values()))["batch_norm"],
