@@ -101,8 +101,8 @@ def readme_sections(root=ROOT, up=""):
 
 PLAN_LABELS = {"full": "the adopted recipe, whole", "no_batch_norm": "no batch norm (plain convs with biases)",
                "no_dropout": "no dropout", "no_augmentation": "no rotation, shift or zoom",
-               "no_schedule": "no schedule (constant learning rate 0.01)",
-               "no_schedule_fallback": "no schedule, the fallback (constant learning rate 0.005)",
+               "no_schedule": "a constant learning rate of 0.01, no schedule",
+               "no_schedule_fallback": "a constant learning rate of 0.005 (the fallback), no schedule",
                "no_weight_average": "no weight average"}
 
 

@@ -167,4 +167,4 @@ def test_the_ablation_table_reports_diverged_seeds_beside_the_others():
     table = sync_docs.plan_table(rec)
     assert ("| no batch norm (plain convs with biases) | 7,636 | diverged on seed 202; the other 2: 99.400% | "
             "-0.100 +- 0.050 pt (on those 2) | 1 / 3 |") in table  # a diverged seed is one not at the bar
-    assert "| no schedule (constant learning rate 0.01) | 7,722 | diverged on seeds 200, 201, 202 | | | |" in table
+    assert "| a constant learning rate of 0.01, no schedule | 7,722 | diverged on seeds 200, 201, 202 | | | |" in table
