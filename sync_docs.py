@@ -6,6 +6,7 @@ generated sections are written from results/*.json, never by hand.
 import json
 import re
 import sys
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import report
@@ -106,6 +107,14 @@ PLAN_LABELS = {"full": "the adopted recipe, whole", "no_batch_norm": "no batch n
                "no_weight_average": "no weight average"}
 
 
+def fixed(value, places=3, sign=False):
+    """value to `places` decimals with halves rounded away from zero, as by hand (0.0375 -> 0.038):
+    the plans' figures are exact decimals (whole digits over 10,000 images) that a float holds
+    only nearly, so plain formatting would round some halves down and others up."""
+    text = str(Decimal(repr(value)).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP))
+    return ("+" + text if sign and not text.startswith("-") else text)
+
+
 def plan_table(rec, up=""):
     """A plan's record of benchmarks/search.py as a table: mean of the per-seed minimums, the
     paired difference from the baseline with its standard error, seeds at the bar, worst seed."""
@@ -127,17 +136,17 @@ def plan_table(rec, up=""):
             lines.append(f"| {label} | {rec['params'][name]:,} | {gone} | | | |")
             continue
         r = rec["summary"][name]
-        diff = (f"{r['paired_diff']:+.3f} +- {r['paired_se']:.3f} pt" if "paired_diff" in r else "")
+        diff = (f"{fixed(r['paired_diff'], sign=True)} +- {fixed(r['paired_se'])} pt" if "paired_diff" in r else "")
         if diff and r["paired_seeds"] < len(seeds):  # paired on the seeds both finished
             diff += f" (on those {r['paired_seeds']})"
-        mean = f"{gone}; the other {len(r['seeds'])}: {r['mean_min']:.3f}%" if gone else f"{r['mean_min']:.3f}%"
+        mean = f"{gone}; the other {len(r['seeds'])}: {fixed(r['mean_min'])}%" if gone else f"{fixed(r['mean_min'])}%"
         lines.append(f"| {label} | {rec['params'][name]:,} | {mean} | {diff} | "
                      f"{r['at_bar']} / {len(seeds)} | {r['worst']:.2f}% |")
     if rec["plan"] == "confirm":
         both = rec["sixteen_seeds"]
         lines += ["", f"Over the 16 seeds of the search and the confirmation: {rec['pick']} "
-                      f"{both[rec['pick']]['mean_min']:.3f}% ({both[rec['pick']]['at_bar']} of 16 at the bar), "
-                      f"the present recipe {both['present']['mean_min']:.3f}% ({both['present']['at_bar']} of 16). "
+                      f"{fixed(both[rec['pick']]['mean_min'])}% ({both[rec['pick']]['at_bar']} of 16 at the bar), "
+                      f"the present recipe {fixed(both['present']['mean_min'])}% ({both['present']['at_bar']} of 16). "
                       f"Adopted: **{rec['adopted']}**."]
     lines += ["", f"![{rec['plan']}: each seed's minimum]({up}benchmarks/{rec['plan']}.png)"]
     return "\n".join(lines) + "\n"

@@ -469,11 +469,11 @@ def test_step_3s_analysis_on_the_ablation_is_its_record():
     analysis = text_of(3, "analysis")
     assert "on 8 held-out seeds" in analysis and len(ablation()["seeds"]) == 8
     assert "without batch norm all 8 seeds fail" in analysis and failed_on_every_seed("no_batch_norm")
-    assert f"a constant 0.01 instead of the one-cycle schedule costs {cost('no_schedule'):.3f} points" in analysis
-    assert f"no weight average {cost('no_weight_average'):.3f}, beyond noise" in analysis
+    assert f"a constant 0.01 instead of the one-cycle schedule costs {sync_docs.fixed(cost('no_schedule'))} points" in analysis
+    assert f"no weight average {sync_docs.fixed(cost('no_weight_average'))}, beyond noise" in analysis
     assert beyond_noise("no_schedule") and beyond_noise("no_weight_average") and cost("no_weight_average") > 0
-    assert (f"rotations and shifts ({cost('no_augmentation'):.3f}) and dropout (without it the mean rises "
-            f"{-cost('no_dropout'):.3f}), added against the gap, gain nothing beyond noise") in analysis
+    assert (f"rotations and shifts ({sync_docs.fixed(cost('no_augmentation'))}) and dropout (without it the mean rises "
+            f"{sync_docs.fixed(-cost('no_dropout'))}), added against the gap, gain nothing beyond noise") in analysis
     assert within_noise("no_augmentation") and cost("no_augmentation") > 0
     assert cost("no_dropout") < 0 and within_noise("no_dropout")
     assert "against the widening gap" in text_of(3, "target")  # the reason the Target gave for both
@@ -495,16 +495,16 @@ def test_readme_on_the_ablation_is_its_record():
     assert rec(2)["settings"]["lr"] == 0.01 and rec(2)["settings"]["schedule"] == "constant"
     assert abl["params"]["no_batch_norm"] == rec(2)["params"]
     s = abl["summary"]
-    assert (f"A constant 0.01 instead of the one-cycle schedule costs {cost('no_schedule'):.3f} points "
+    assert (f"A constant 0.01 instead of the one-cycle schedule costs {sync_docs.fixed(cost('no_schedule'))} points "
             f"({s['no_schedule']['at_bar']} of 8 seeds at the bar)") in text
-    assert (f"no weight average {cost('no_weight_average'):.3f} ({s['no_weight_average']['at_bar']} of 8), "
+    assert (f"no weight average {sync_docs.fixed(cost('no_weight_average'))} ({s['no_weight_average']['at_bar']} of 8), "
             "each more than twice its standard error") in text
     assert beyond_noise("no_schedule") and beyond_noise("no_weight_average")
-    assert (f"Without rotations and shifts the mean drops by {cost('no_augmentation'):.3f} +- "
-            f"{s['no_augmentation']['paired_se']:.3f} points, within noise, though {s['no_augmentation']['at_bar']} "
+    assert (f"Without rotations and shifts the mean drops by {sync_docs.fixed(cost('no_augmentation'))} +- "
+            f"{sync_docs.fixed(s['no_augmentation']['paired_se'])} points, within noise, though {s['no_augmentation']['at_bar']} "
             f"of 8 seeds hold the bar against {s['full']['at_bar']}") in text
     assert within_noise("no_augmentation") and cost("no_augmentation") > 0
-    assert (f"Without dropout it rises by {-cost('no_dropout'):.3f} +- {s['no_dropout']['paired_se']:.3f} points "
+    assert (f"Without dropout it rises by {sync_docs.fixed(-cost('no_dropout'))} +- {sync_docs.fixed(s['no_dropout']['paired_se'])} points "
             f"and {s['no_dropout']['at_bar']} of 8 seeds hold the bar") in text
     assert within_noise("no_dropout") and cost("no_dropout") < 0
     assert "It stays at 0.05, as frozen with the recipe" in text

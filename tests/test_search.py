@@ -168,3 +168,10 @@ def test_the_ablation_table_reports_diverged_seeds_beside_the_others():
     assert ("| no batch norm (plain convs with biases) | 7,636 | diverged on seed 202; the other 2: 99.400% | "
             "-0.100 +- 0.050 pt (on those 2) | 1 / 3 |") in table  # a diverged seed is one not at the bar
     assert "| a constant learning rate of 0.01, no schedule | 7,722 | diverged on seeds 200, 201, 202 | | | |" in table
+
+
+def test_plan_figures_round_halves_as_by_hand():
+    import sync_docs
+    assert f"{0.0375:.3f}" == "0.037"  # what plain formatting gives: the float is just below the half
+    assert sync_docs.fixed(0.0375) == "0.038" and sync_docs.fixed(-0.0375, sign=True) == "-0.038"
+    assert sync_docs.fixed(0.02, sign=True) == "+0.020" and sync_docs.fixed(99.37375) == "99.374"
