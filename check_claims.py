@@ -5,16 +5,21 @@
 Re-scores each saved model (results/Model_N.pt) on the MNIST test set with the class from
 model.py, recounts its parameters, recomputes its receptive field, and compares all of it with
 results/stepN.json, the notebooks' Result blocks and the README; then prints one row per rule
-of the assignment with its evidence.  Exits 1 when any row fails.  The seeds row is stricter
+of the assignment with its evidence; re-runs every record's probe (records.py) to check that
+this checkout's code still computes what made the records.  Exits 1 when any row fails.  The seeds row is stricter
 than the assignment (every seed run of results/seeds.json at the bar): when a seed falls short
 it prints MISS, as the README's checklist says "no", and does not change the exit code.
 """
-import json
 import sys
 from pathlib import Path
 
+import model as models
+import records
+import report
+import series
 import sync_docs
-from sync_docs import NOTEBOOKS, WINDOW
+import utils
+from series import NOTEBOOKS, WINDOW
 
 ROOT = Path(__file__).resolve().parent
 MISS = "MISS"  # a stricter-than-assignment row that does not hold: shown, not a failure of the check
@@ -22,18 +27,14 @@ MISS = "MISS"  # a stricter-than-assignment row that does not hold: shown, not a
 
 def rescore(record, res, test):
     """(test accuracy %, parameters, receptive field) of the saved weights of a record."""
-    import model as models
-    import report
-    import utils
     net = getattr(models, record["model"])()
-    report.load_weights(net, Path(res) / f"{record['model']}.pt")
+    records.load_weights(net, Path(res) / f"{record['model']}.pt")
     _, acc = utils.evaluate(net, test)
     return acc, utils.count_params(net), utils.receptive_field(net)[-1]["rf"]
 
 
 def step_checks(step, record, root, test):
     """[(check, evidence, ok)] tying one step's record to its weights and notebook."""
-    import report
     res = Path(root) / "results"
     acc, params, rf = rescore(record, res, test)
     recorded = record["history"]["test_acc"][-1]
@@ -51,55 +52,39 @@ def step_checks(step, record, root, test):
     ]
 
 
-def seeds_checks(seeds, step3):
-    """The seeds run used the committed notebook's settings and code, and every seed has its curve."""
+def seeds_checks(seeds, step3, root):
+    """The seeds ran Step 3's model, recipe and code, and every seed has its whole curve."""
     if seeds is None:
         return [("Seeds run present", "no results/seeds.json", False)]
-    same = {k: seeds.get(k) == step3.get(k) for k in ("model", "params", "epochs", "settings", "code_fingerprint")}
-    curves = all(min(r["test_acc"][-WINDOW:]) == r["min_last"] for r in seeds["seeds"])
-    return [("Seeds: same model, settings and code as Step 3",
+    same = {k: seeds.get(k) == step3.get(k) for k in ("model", "params", "epochs", "settings")}
+    same["probe"] = seeds.get("probe", {}).get("spec") == step3.get("probe", {}).get("spec")
+    code = records.notebook_training_code(Path(root) / NOTEBOOKS[3])
+    curves = all(len(r["test_acc"]) == seeds["epochs"] and min(r["test_acc"][-WINDOW:]) == r["min_last"]
+                 for r in seeds["seeds"])
+    return [("Seeds: same model, recipe and probe as Step 3",
              ", ".join(k for k, ok in same.items() if not ok) or "all equal", all(same.values())),
-            ("Seeds: each seed's minimum is the one of its curve", f"{len(seeds['seeds'])} seeds", curves)]
-
-
-SPLIT_KEYS = ("evaluated_on", "train_images", "test_images")  # what a held-out run changes on purpose
-
-
-def holdout_checks(held, step3):
-    """The held-out runs used Step 3's model, code and settings, and are recorded as scored on
-    held-out training images, not the test set."""
-    if held is None:
-        return []
-    same = {k: held.get(k) == step3.get(k) for k in ("model", "params", "epochs", "code_fingerprint")}
-    def recipe(settings):
-        return {k: v for k, v in settings.items() if k not in SPLIT_KEYS}
-    same["settings"] = recipe(held["settings"]) == recipe(step3["settings"])
-    where = held["settings"].get("evaluated_on", "not recorded")
-    return [("Held-out seeds: same model, settings and code as Step 3",
-             ", ".join(k for k, ok in same.items() if not ok) or "all equal", all(same.values())),
-            ("Held-out seeds: evaluated on held-out training images, not the test set", where,
-             where.startswith("last ") and "held out" in where)]
+            ("Seeds: Step 3's training code is one that made (or reproduced) them",
+             f"{NOTEBOOKS[3]} up to its training: {code[:12]}", code in seeds.get("training_code", [])),
+            ("Seeds: each seed's minimum is the one of its whole curve", f"{len(seeds['seeds'])} seeds", curves)]
 
 
 def check(root=ROOT, device="cpu"):
     """[(check, evidence, ok)] for the committed state under root."""
-    import report
-    import utils
     res = Path(root) / "results"
-    records = sync_docs.load_records(res)
-    seeds, held = (json.loads((res / f"{name}.json").read_text()) if (res / f"{name}.json").is_file() else None
-                   for name in ("seeds", "holdout"))
+    steps = sync_docs.load_records(res)
+    seeds = records.read_json(res / "seeds.json") if (res / "seeds.json").is_file() else None
     _, test = utils.mnist_loaders(batch_size=1000, device=device)
-    rows = [("Every step has its results file", ", ".join(f"step{s}.json" for s in records),
-             sorted(records) == sorted(NOTEBOOKS))]
-    stale = report.stale_records(root)
-    rows.append(("Every results file made by this checkout's model.py and utils.py",
-                 "fingerprints equal" if not stale else report.stale_message(stale), not stale))
-    for step, record in records.items():
+    rows = [("Every step has its results file", ", ".join(f"step{s}.json" for s in steps),
+             sorted(steps) == sorted(NOTEBOOKS))]
+    probed = [Path(root) / p for p in series.PROBED if (Path(root) / p).is_file()]
+    stale = records.stale_records(probed)
+    rows.append(("Every record's probe reproduces with this checkout's code",
+                 f"{len(probed)} records" if not stale else records.stale_message(stale, root), not stale))
+    for step, record in steps.items():
         rows += step_checks(step, record, root, test)
-    if 3 in records:
-        rows += seeds_checks(seeds, records[3]) + holdout_checks(held, records[3])
-    rows += [(name, evidence, met) for name, met, evidence in sync_docs.constraints(records)]
+    if 3 in steps:
+        rows += seeds_checks(seeds, steps[3], root)
+    rows += [(name, evidence, met) for name, met, evidence in sync_docs.constraints(steps)]
     extra = sync_docs.seeds_row(seeds)
     if extra:  # reported as it is (PASS or MISS); the README's checklist states the same
         name, met, evidence = extra

@@ -4,7 +4,7 @@
     python run_notebooks.py --steps 3 --quick     # one epoch on 2,000 images, into runs/quick
     python run_notebooks.py --steps 3 --seeds 1 2 3 --jobs 2   # Step 3 per seed -> results/seeds.json
     python run_notebooks.py --steps 3 --seeds 1 2 3 --jobs 2 --resume   # the same, keeping seeds already run
-    python run_notebooks.py --seeds 101 102 --holdout 10000   # on held-out training images -> results/holdout.json
+    python run_notebooks.py --steps 3 --holdout 10000 --out runs/held   # score on held-out training images
     python run_notebooks.py --check               # graders: re-score the saved models, check every claim
     python run_notebooks.py --repo OWNER/NAME     # point the Colab badges and cells at a fork
     python run_notebooks.py --readme              # only rewrite the README's generated sections
@@ -27,12 +27,17 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import nbformat
+
+import check_claims
+import plots
+import records
+import series
 import sync_docs
-from sync_docs import NOTEBOOKS
-from utils import TARGET, WINDOW
+import utils
+from series import LIBRARY, NOTEBOOKS, TARGET, WINDOW
 
 ROOT = Path(__file__).resolve().parent
-LIBRARY = ("model.py", "utils.py", "report.py")  # what a staged notebook imports
 EPOCH_LINE = re.compile(r"^epoch +\d+ \| lr .*$")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 PLACEHOLDER_REPO = "OWNER/REPO"
@@ -263,9 +268,9 @@ def promote(stage, dest, notebook):
 
 
 def run_step(step, dest, parameters=None, label=None, echo=echo_line, timeout=None, env=None):
-    """Run one step in a staging folder inside dest; on success write its Result block and move
-    its notebook and results into dest.  Returns (record, seconds)."""
-    import report
+    """Run one step in a staging folder inside dest; on success write its Result block, add to its
+    record the fingerprint of the notebook's training code, and move its notebook and results
+    into dest.  Returns (record, seconds)."""
     label = label or f"step {step}"
     stage = Path(dest) / f".staging-{label.replace(' ', '')}-{os.getpid()}"
     clear_stale_stages(dest)
@@ -280,7 +285,9 @@ def run_step(step, dest, parameters=None, label=None, echo=echo_line, timeout=No
         path = stage / "results" / f"step{step}.json"
         if not path.is_file():
             raise NotebookFailed(f"{NOTEBOOKS[step]} ran to the end but wrote no results/step{step}.json")
-        record = report.load_record(path)
+        record = records.load_record(path)
+        record["training_code"] = records.notebook_training_code(stage / NOTEBOOKS[step])
+        records.write_json(record, path)
         sync_docs.sync_result_block(stage / NOTEBOOKS[step], record)
         with signals_held():
             promote(stage, dest, NOTEBOOKS[step])
@@ -311,26 +318,28 @@ def run_steps(steps, dest, parameters, echo=echo_line, timeout=None, env=None):
     return times
 
 
+def injected_parameters(nb_path):
+    """The parameters papermill injected into an executed notebook ({} when none)."""
+    values = {}
+    for cell in json.loads(Path(nb_path).read_text())["cells"]:
+        if "injected-parameters" in cell["metadata"].get("tags", []):
+            exec("".join(cell["source"]), {}, values)
+    return values
+
+
 def finished_seed(folder, parameters):
-    """The record of a Step 3 run already in folder, if it ran this notebook's code (every code
-    cell as it is now), with these parameters and this model.py and utils.py; else None."""
-    import report
+    """The record of a Step 3 run already in folder if what decides its numbers is as it is now:
+    the same parameters, the notebook's training code (cells after training may differ), the
+    recipe of series.py, and the library's computation (the record's probe holds); else None."""
     path, nb_path = Path(folder) / "results" / "step3.json", Path(folder) / NOTEBOOKS[3]
     if not (path.is_file() and nb_path.is_file()):
         return None
-    record = report.load_record(path)
-    ran = json.loads(nb_path.read_text())["cells"]
-    injected = [c for c in ran if "injected-parameters" in c["metadata"].get("tags", [])]
-    values = {}
-    for cell in injected:
-        exec("".join(cell["source"]), {}, values)
-
-    def code(cells):
-        return ["".join(c["source"]) for c in cells if c["cell_type"] == "code"
-                and "injected-parameters" not in c["metadata"].get("tags", [])]
-    now = json.loads((ROOT / NOTEBOOKS[3]).read_text())["cells"]
-    same = (code(ran) == code(now) and values == parameters
-            and record.get("code_fingerprint") == report.code_fingerprints(ROOT))
+    record = records.load_record(path)
+    recipe = utils.check_recipe(series.recipe(3, epochs=parameters.get("epochs", series.STEP3["epochs"])))
+    same = (injected_parameters(nb_path) == parameters
+            and record.get("training_code") == records.notebook_training_code(ROOT / NOTEBOOKS[3])
+            and {k: v for k, v in record["settings"].items() if k not in records.NOT_RECIPE} == recipe
+            and "probe" in record and not records.probe_differs(record["probe"]))
     return record if same else None
 
 
@@ -350,38 +359,64 @@ def run_seeds(seeds, dest, parameters, jobs=1, echo=echo_line, timeout=None, env
     pool = ThreadPoolExecutor(max_workers=jobs)
     try:
         futures = [pool.submit(run_one_seed, seed) for seed in seeds]
-        records = [f.result() for f in futures]
+        runs = [f.result() for f in futures]
     except BaseException:  # a failed seed or an interrupt stops the others too
         stop()
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-    return seeds_record(records)
+    return seeds_record(runs)
 
 
-def seeds_record(records):
-    """One record for a seeds run: each seed's test curve, its minimum over the last epochs,
-    and the settings and code every seed shared (an error if they did not)."""
-    first = records[0]
-    for r in records[1:]:
-        for key in ("model", "params", "epochs", "settings", "code_fingerprint"):
+def seeds_record(runs):
+    """One record for a seeds run: each seed's test curve and its minimum over the last epochs,
+    and what every seed shared (model, settings, probe, training code; an error if they did not)."""
+    first = runs[0]
+    shared = ("model", "params", "epochs", "settings", "probe", "training_code", "device", "torch", "threads")
+    for r in runs[1:]:
+        for key in shared:
             if r.get(key) != first.get(key):
                 raise NotebookFailed(f"seed {r['seed']} ran with another {key} than seed {first['seed']}")
     rows = [dict(seed=r["seed"], test_acc=r["history"]["test_acc"], min_last=min(r["history"]["test_acc"][-WINDOW:]),
                  last=r["history"]["test_acc"][-1], best=max(r["history"]["test_acc"]),
-                 wall_seconds=r["wall_seconds"], threads=r.get("threads")) for r in records]
-    keep = ("model", "params", "epochs", "device", "torch", "threads", "code_fingerprint", "git_commit",
-            "code_as_committed", "settings")
-    return dict({k: first.get(k) for k in keep}, test_images=first.get("settings", {}).get("test_images", 10000),
-                window=WINDOW, target=TARGET, seeds=rows)
+                 wall_seconds=r["wall_seconds"], threads=r.get("threads"), git_commit=r.get("git_commit"))
+            for r in runs]
+    out = {k: first.get(k) for k in shared if k != "training_code"}
+    return dict(out, training_code=[first.get("training_code")],
+                git_commits=sorted({r.get("git_commit") for r in runs if r.get("git_commit")}),
+                test_images=first.get("settings", {}).get("test_images", 10000), window=WINDOW, target=TARGET,
+                seeds=rows)
 
 
-def save_seeds(record, res, name="seeds"):
-    """results/<name>.json and <name>.png for a seeds run."""
-    import report
-    report.write_json(record, Path(res) / f"{name}.json")
-    report.plot_seeds(record, Path(res) / f"{name}.png", target=TARGET, window=WINDOW)
-    return Path(res) / f"{name}.json"
+def save_seeds(record, res):
+    """results/seeds.json and seeds.png for a seeds run."""
+    records.write_json(record, Path(res) / "seeds.json")
+    plots.plot_seeds(record, Path(res) / "seeds.png", target=TARGET, window=WINDOW)
+    return Path(res) / "seeds.json"
+
+
+def vouch_for_seeds(before, after, seeds_path, reference=None):
+    """When a Step 3 run of new training code reproduces a Step 3 run of training code that the
+    seeds record holds (the same seed, threads, device and settings, every epoch's figures equal),
+    the seeds record holds the new code too, with the evidence.  before: the run it reproduces
+    (by default the results/step3.json it replaces); reference: what that run was, in words.
+    Returns True when it added the new code."""
+    if before is None or not Path(seeds_path).is_file():
+        return False
+    seeds = records.read_json(seeds_path)
+    old, new = before.get("training_code"), after.get("training_code")
+    keys = ("seed", "threads", "device", "settings", "epochs")
+    same_run = all(before.get(k) == after.get(k) for k in keys) and all(
+        before["history"][k] == after["history"][k] for k in utils.HISTORY_KEYS if k != "seconds")
+    if old not in seeds["training_code"] or new in seeds["training_code"] or not same_run:
+        return False
+    seeds["training_code"].append(new)
+    seeds.setdefault("training_code_reproduced", []).append(dict(
+        training_code=new, reproduces=old, git_commit=after.get("git_commit"), device=after.get("device"),
+        evidence=f"{reference or 'the results/step3.json it replaced'}, seed {after['seed']}: every epoch's "
+                 f"losses and accuracies equal"))
+    records.write_json(seeds, seeds_path)
+    return True
 
 
 # ----------------------------------------------------------------------------- Colab
@@ -407,7 +442,6 @@ def set_repo(repo, root=ROOT):
     (owner/name); returns the notebooks changed."""
     if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo or ""):
         raise ValueError(f"--repo takes a GitHub owner/name such as octo/s7, got {repo!r}")
-    import nbformat
     changed = []
     for name in NOTEBOOKS.values():
         path = Path(root) / name
@@ -440,7 +474,7 @@ def parse_args(argv=None):
     p.add_argument("--data-dir", help="folder holding MNIST/raw (default: $MNIST_DATA_DIR, else ./data)")
     p.add_argument("--train-subset", type=int, help="train on the first N images only (smoke runs)")
     p.add_argument("--holdout", type=int, help="Step 3: evaluate on the last N training images instead "
-                   "of the test set (with --seeds -> results/holdout.json, or with --steps 3 --out DIR)")
+                   "of the test set (with --steps 3 --out DIR: kept apart from the record)")
     p.add_argument("--quick", action="store_true", help="1 epoch on 2,000 images (smoke run)")
     p.add_argument("--out", help="write notebooks and results here instead of in place")
     p.add_argument("--timeout", type=int, help="seconds a cell may run before the run fails")
@@ -458,8 +492,9 @@ def parse_args(argv=None):
             p.error(f"--{name.replace('_', '-')} must be at least 1, got {value}")
     if args.repo is not None and not re.fullmatch(r"[\w.-]+/[\w.-]+", args.repo):
         p.error(f"--repo takes a GitHub owner/name such as octo/s7, got {args.repo!r}")
-    if args.holdout is not None and not args.seeds and (args.steps != [3] or not args.out):
-        p.error("--holdout is for Step 3 runs kept apart from the record: use --seeds, or --steps 3 --out DIR")
+    if args.holdout is not None and (args.seeds or args.steps != [3] or not args.out):
+        p.error("--holdout is for Step 3 runs kept apart from the record: use it with --steps 3 --out DIR "
+                "(held-out comparisons of recipes: benchmarks/ladder.py)")
     if args.resume and not args.seeds:
         p.error("--resume goes with --seeds: it keeps the seeds already run in the output folder")
     if args.quick and not args.out:
@@ -495,21 +530,22 @@ def run(args, echo=echo_line):
     threads = args.threads or (max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None)
     env = kernel_env(threads)
     start = time.perf_counter()
-    if args.seeds:  # held-out seeds choose the recipe (results/holdout.json); the rest are the record
-        name = "holdout" if args.holdout else "seeds"
-        record = run_seeds(args.seeds, Path(args.out or f"runs/{name}"), params, args.jobs, echo,
+    if args.seeds:
+        record = run_seeds(args.seeds, Path(args.out or "runs/seeds"), params, args.jobs, echo,
                            args.timeout, env, resume=args.resume)
-        echo(f"wrote {save_seeds(record, ROOT / 'results' if args.holdout else dest / 'results', name)}")
+        echo(f"wrote {save_seeds(record, dest / 'results')}")
         return
+    before = records.read_json(dest / "results" / "step3.json") if (dest / "results" / "step3.json").is_file() else None
     times = run_steps(args.steps, dest, params, echo, args.timeout, env)
     total = time.perf_counter() - start
     echo(f"series: {len(times)} notebooks in {total:.0f} s")
+    if not args.out and 3 in times and not params and vouch_for_seeds(
+            before, records.load_record(dest / "results" / "step3.json"), dest / "results" / "seeds.json"):
+        echo("results/seeds.json: Step 3's new training code reproduced its record bit for bit, so the seeds hold for it")
     if not args.out and args.steps == [1, 2, 3] and not params and not threads:
-        import report
-        import utils
-        report.write_json(dict(report.provenance(utils.get_device("auto")), total_seconds=total,
-                              notebooks={str(k): v for k, v in times.items()}),
-                         ROOT / "results" / "series.json")
+        records.write_json(dict(records.provenance(utils.get_device("auto")), total_seconds=total,
+                                notebooks={str(k): v for k, v in times.items()}),
+                           ROOT / "results" / "series.json")
 
 
 def main(argv=None):
@@ -519,7 +555,6 @@ def main(argv=None):
     if args.data_dir:
         os.environ["MNIST_DATA_DIR"] = str(Path(args.data_dir).resolve())
     if args.check:
-        import check_claims
         return check_claims.main()
     if args.repo:
         changed = set_repo(args.repo)

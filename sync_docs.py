@@ -9,16 +9,17 @@ import sys
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
+import nbformat
+
+import plots
+import records
 import report
-from utils import TARGET, WINDOW
+from series import MAX_EPOCHS, MAX_PARAMS, NOTEBOOKS, TARGET, WINDOW
 
 ROOT = Path(__file__).resolve().parent
-NOTEBOOKS = {1: "Step1_Skeleton.ipynb", 2: "Step2_LightModel.ipynb",
-             3: "Step3_BN_Dropout_Aug_LR.ipynb"}
 RESULT_BLOCK = re.compile(r"(<!-- result:begin -->\n)(.*?)(\n<!-- result:end -->)", re.S)
 DOCS = ("README.md", "docs/recipe-history.md")  # the documents with generated sections
 GENERATED = re.compile(r"(<!-- generated:(\w+):begin -->\n)(.*?)(<!-- generated:\2:end -->)", re.S)
-MAX_PARAMS, MAX_EPOCHS = 8000, 15  # the assignment's budget
 
 
 class DocsError(ValueError):
@@ -34,7 +35,6 @@ def first_cell(nb_path):
 
 def sync_result_block(nb_path, record):
     """Rewrite the Result block in the notebook's first cell from its results record."""
-    import nbformat
     nb = nbformat.read(str(nb_path), as_version=4)
     cell = nb.cells[0]
     if not RESULT_BLOCK.search(cell.source):
@@ -66,10 +66,11 @@ def sections(nb_path):
 
 def load_records(res):
     """{step: record} for the steps that have a results file in res."""
-    return {s: report.load_record(Path(res) / f"step{s}.json")
+    return {s: records.load_record(Path(res) / f"step{s}.json")
             for s in NOTEBOOKS if (Path(res) / f"step{s}.json").is_file()}
 
 
+SEARCH = "experiments/search"  # the finished search, confirmation and ablation, with their records
 # Step 3 on held-out seeds 111-114 with the recipe as it was before the freeze (weights in the
 # default layout): the last results/holdout.json of that recipe, kept as history
 HOLDOUT_HISTORY = Path("docs/records/holdout_97f008a.json")
@@ -81,30 +82,27 @@ def readme_sections(root=ROOT, up=""):
     res = Path(root) / "results"
     records = load_records(res)
     seeds = json.loads((res / "seeds.json").read_text()) if (res / "seeds.json").is_file() else None
-    out = {"steps": steps_table(records, up), "checklist": checklist(records, seeds)}
+    out = {"steps": steps_table(records, up) + "\n" + series_line(root), "checklist": checklist(records, seeds),
+           "steps_chart": steps_chart(root, up)}
     out["seeds"] = (seeds_table(seeds, "seeds", up) if seeds else
                     "_Not run yet: `python run_notebooks.py --steps 3 --seeds 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 --jobs 2`._\n")
     held = Path(root) / HOLDOUT_HISTORY  # a historical record: the recipe before the freeze
     out["holdout"] = (seeds_table(json.loads(held.read_text()), "holdout", up, plot=HOLDOUT_HISTORY.with_suffix(".png"))
                       if held.is_file() else "_Not in this copy._\n")
-    sweep = Path(root) / "docs" / "records" / "recipe_sweep_b7d79cc.json"  # a historical record
+    sweep = Path(root) / "experiments" / "recipe_sweep" / "recipe_sweep_b7d79cc.json"  # a historical record
     out["sweep"] = sweep_table(json.loads(sweep.read_text())) if sweep.is_file() else "_Not in this copy._\n"
-    out["performance"] = performance(res) or "_Not measured yet: `python benchmarks/pipeline.py`._\n"
+    out["performance"] = performance(root) or "_Not measured yet: `python run_notebooks.py`._\n"
     out["speed"] = speed_table(res / "speed.json")
-    out["speed_search"] = speed_table(res / "speed.json", search=True)
-    bench = Path(root) / "benchmarks"
+    out["speed_search"] = speed_table(Path(root) / SEARCH / "speed.json", search=True)
+    ladder = Path(root) / "benchmarks" / "ladder.json"
+    out["ladder"] = ladder_table(json.loads(ladder.read_text()), up) if ladder.is_file() else \
+        "_Not run yet: `python benchmarks/ladder.py`._\n"
     for plan in ("search", "confirm", "ablation"):
-        path = bench / f"{plan}.json"
+        path = Path(root) / SEARCH / f"{plan}.json"
         out[plan] = (plan_table(json.loads(path.read_text()), up) if path.is_file() else
-                     f"_Not run yet: `python benchmarks/search.py {plan}`._\n")
+                     f"_Not run yet: `python {SEARCH}/search.py {plan}`._\n")
     return out
 
-
-PLAN_LABELS = {"full": "the adopted recipe, whole", "no_batch_norm": "no batch norm (plain convs with biases)",
-               "no_dropout": "no dropout", "no_augmentation": "no rotation, shift or zoom",
-               "no_schedule": "a constant learning rate of 0.01, no schedule",
-               "no_schedule_fallback": "a constant learning rate of 0.005 (the fallback), no schedule",
-               "no_weight_average": "no weight average"}
 
 
 def fixed(value, places=3, sign=False):
@@ -116,7 +114,7 @@ def fixed(value, places=3, sign=False):
 
 
 def plan_table(rec, up=""):
-    """A plan's record of benchmarks/search.py as a table: mean of the per-seed minimums, the
+    """A plan's record of experiments/search/search.py as a table: mean of the per-seed minimums, the
     paired difference from the baseline with its standard error, seeds at the bar, worst seed."""
     base = "full" if rec["plan"] == "ablation" else "present"
     seeds = rec["seeds"]
@@ -127,9 +125,7 @@ def plan_table(rec, up=""):
              f"| Recipe | Params | Mean of the minimums | Paired difference from {'the whole recipe' if base == 'full' else 'the present recipe'} "
              f"| Seeds >= {rec['target']}% | Worst seed |", "|---|---:|---:|---:|---:|---:|"]
     for name in rec["recipes"]:
-        label = PLAN_LABELS.get(name, name) if rec["plan"] == "ablation" else name
-        if name == "no_augmentation" and not rec["recipe_settings"][base]["settings"].get("scale"):
-            label = "no rotation or shift"  # the recipe has no zoom to leave out
+        label = report.plan_label(rec, name)
         gone = rec.get("diverged", {}).get(name, [])
         gone = f"diverged on seed{'s' if len(gone) > 1 else ''} {', '.join(map(str, gone))}" if gone else ""
         if name not in rec["summary"]:  # every seed diverged
@@ -148,13 +144,43 @@ def plan_table(rec, up=""):
                       f"{fixed(both[rec['pick']]['mean_min'])}% ({both[rec['pick']]['at_bar']} of 16 at the bar), "
                       f"the present recipe {fixed(both['present']['mean_min'])}% ({both['present']['at_bar']} of 16). "
                       f"Adopted: **{rec['adopted']}**."]
-    lines += ["", f"![{rec['plan']}: each seed's minimum]({up}benchmarks/{rec['plan']}.png)"]
+    lines += ["", f"![{rec['plan']}: each seed's minimum]({up}{SEARCH}/{rec['plan']}.png)"]
+    return "\n".join(lines) + "\n"
+
+
+def ladder_table(rec, up=""):
+    """The ladder's record as a table: each rung's mean of the per-seed minimums, seeds at the bar,
+    worst seed, the paired difference from the rung before, and its fit at the end of training."""
+    n = len(rec["seeds"])
+    lines = [f"{n} seeds ({rec['seeds'][0]}-{rec['seeds'][-1]}) per rung, each trained on "
+             f"{rec['recipe_settings']['step1']['settings']['train_images']:,} training images and scored on the "
+             f"{rec['held_out_images']:,} held out after every epoch; each seed judged by its minimum over the last "
+             f"{rec['window']} epochs. {rec['device']}, {threads(rec)} per run. Fit: the end-of-training accuracy in "
+             f"eval mode on the training digits and on the held-out ones, mean over the seeds.", "",
+             f"| Rung | Net | Params | Mean of the minimums | Seeds >= {rec['target']}% | Worst seed | "
+             f"Paired difference from the rung before | Fit: train / held-out |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for name in rec["recipes"]:
+        r, runs = rec["summary"].get(name), rec["runs"].get(name, {})
+        gone = rec.get("diverged", {}).get(name, [])
+        model = rec["recipe_settings"][name]["model"] + (" (dropout 0)" if name == "step2_bn" else "")
+        if r is None:
+            lines.append(f"| {name} | {model} | {rec['params'][name]:,} | diverged on every seed | | | | |")
+            continue
+        diff = (f"{fixed(r['paired_diff'], sign=True)} +- {fixed(r['paired_se'])} pt (from {r['step_from']})"
+                if "paired_diff" in r else "")
+        ends = [x["end"] for x in runs.values() if x.get("end")]
+        fit = (f"{sum(e['train_acc'] for e in ends) / len(ends):.2f}% / {sum(e['test_acc'] for e in ends) / len(ends):.2f}%"
+               if ends else "not recorded")
+        mean = f"{fixed(r['mean_min'])}%" + (f" ({len(gone)} diverged)" if gone else "")
+        lines.append(f"| {name} | {model} | {rec['params'][name]:,} | {mean} | {r['at_bar']} / {n} | {r['worst']:.2f}% | "
+                     f"{diff} | {fit} |")
+    lines += ["", f"![the ladder: each seed's minimum, and the fit]({up}benchmarks/ladder.png)"]
     return "\n".join(lines) + "\n"
 
 
 def speed_table(path, search=False):
-    """benchmarks/speed.py's record: training images per second of each model, side by side; the
-    search's candidates only with `search` (the recipe history shows them, the README does not)."""
+    """A record of benchmarks/speed.py: training images per second of each model, side by side (the
+    search's candidates in the historical one that the recipe history shows)."""
     if not Path(path).is_file():
         return "_Not measured yet: `python benchmarks/speed.py`._\n"
     s = json.loads(Path(path).read_text())
@@ -167,29 +193,49 @@ def speed_table(path, search=False):
     for m in shown:
         lines.append(f"| {m['name']} | {m['params']:,} | {m['batch_size']} | {'yes' if m['channels_last'] else 'no'} | "
                      f"{m['images_per_s']:,.0f} | {m['images_per_s'] / ref:.2f}x |")
-    notes = []
-    if any(m["name"] == "Model_3 (before the freeze)" for m in shown):
-        notes.append("`Model_3 (before the freeze)` is Step 3's model and recipe with its weights in the "
-                     "default layout, as the records before the freeze trained it.")
-    if search and any(m["name"].startswith("search: ") for m in shown):
-        notes.append("The rows `search: NAME` are the recipes of the held-out search (docs/search-plan.md) as "
-                     "benchmarks/search.py trains them.")
-    elif any(m["name"].startswith("search: ") for m in s["models"]):
-        notes.append("The same run timed the search's candidates (docs/recipe-history.md).")
-    lines += ["", " ".join(notes)] if notes else []
+    if search:
+        lines += ["", "The rows `search: NAME` are the recipes of the held-out search (docs/search-plan.md) as "
+                      "experiments/search/search.py trains them; `Model_3 (before the freeze)` is Step 3's model and "
+                      "recipe with its weights in the default layout."]
     return "\n".join(lines) + "\n"
 
 
-def steps_table(records, up=""):
-    lines = ["| Step | Model | Params | RF | Best test acc | Min test acc, last 5 | Epochs | "
-             "Time in the epochs | Device |", "|---|---|---:|---:|---:|---:|---:|---:|---|"]
-    for step, r in records.items():
+STEP_CHANGES = {  # what each step changed, for the steps table
+    1: "the skeleton: wide, plain SGD, nothing to help it",
+    2: "the same layers at about half the widths, under the budget",
+    3: "batch norm, dropout, rotations and shifts, one-cycle schedule, weight average",
+}
+
+
+def steps_table(records_, up=""):
+    """One row per step: what it changed, its parameters, its result, its notebook."""
+    lines = [f"| Step | What it changed | Params | Min test acc, last {WINDOW} epochs | Best (epoch) | Notebook |",
+             "|---|---|---:|---:|---:|---|"]
+    for step, r in records_.items():
         s = report.score_history(r["history"], WINDOW, TARGET)
-        lines.append(f"| [{step}]({up}{NOTEBOOKS[step]}) | {r['model']} | {r['params']:,} | "
-                     f"{r['receptive_field']} | {s['best_test']:.2f}% (epoch {s['best_test_epoch']}) | "
-                     f"{s['min_last']:.2f}% | {r['epochs']} | {sum(r['history']['seconds']):.0f} s | "
-                     f"{r['device']}, {threads(r)} |")
+        mark = " (bar met)" if s["consistent"] else ""
+        lines.append(f"| {step} | {STEP_CHANGES[step]} | {r['params']:,} | {s['min_last']:.2f}%{mark} | "
+                     f"{s['best_test']:.2f}% ({s['best_test_epoch']}) | [{NOTEBOOKS[step]}]({up}{NOTEBOOKS[step]}) |")
     return "\n".join(lines) + "\n"
+
+
+def steps_chart(root, up=""):
+    """The three steps' test accuracy per epoch on one chart (results/steps.png), from their records."""
+    records_ = load_records(Path(root) / "results")
+    if not records_:
+        return "_Not run yet: `python run_notebooks.py`._\n"
+    return f"![test accuracy per epoch of the three steps]({up}results/steps.png)\n"
+
+
+def series_line(root):
+    """Where the steps ran and how long their epochs took, from the records."""
+    records_ = load_records(Path(root) / "results")
+    if not records_:
+        return ""
+    first = next(iter(records_.values()))
+    times = ", ".join(f"Step {k} {sum(r['history']['seconds']):.0f} s" for k, r in records_.items())
+    return (f"Seed 1, {first['epochs']} epochs each, on {first['device']}, {threads(first)}; time in the epochs "
+            f"(training and scoring): {times}.\n")
 
 
 def threads(record):
@@ -281,23 +327,26 @@ def sweep_table(s):
     return "\n".join(lines) + "\n"
 
 
-def performance(res):
+def performance(root):
+    """The finished pipeline comparison and the whole series' time, from their records."""
     lines = []
-    for name in sorted(Path(res).glob("benchmark*.json")):
-        b = json.loads(name.read_text())
-        lines += [f"The input pipeline (benchmarks/pipeline.py): the same Model_3 training steps (weights in the "
-                  f"default layout), {b['batches']} batches of {b['batch_size']}, in turns, {b['repeats']} repeats, "
-                  f"median, on {b['hardware']}, {threads(b)}. Fed by torchvision's transforms and a DataLoader with "
-                  f"{b['workers']} workers: {b['a_images_per_s']:,.0f} images/s; by this project's loader (the images "
-                  f"held as tensors, each batch rotated and shifted in one grid_sample call): "
-                  f"{b['b_images_per_s']:,.0f} images/s, **{b['ratio']:.2f}x** as fast.", ""]
-    for name in sorted(Path(res).glob("series*.json")):
-        s = json.loads(name.read_text())
+    bench = Path(root) / "experiments" / "pipeline" / "benchmark.json"
+    if bench.is_file():
+        b = json.loads(bench.read_text())
+        lines += [f"The input pipeline (experiments/pipeline/pipeline.py, a finished comparison): the same Model_3 "
+                  f"training steps (weights in the default layout), {b['batches']} batches of {b['batch_size']}, in "
+                  f"turns, {b['repeats']} repeats, median, on {b['hardware']}, {threads(b)}. Fed by torchvision's "
+                  f"transforms and a DataLoader with {b['workers']} workers: {b['a_images_per_s']:,.0f} images/s; by this "
+                  f"project's loader (the images held as tensors, each batch rotated and shifted in one grid_sample "
+                  f"call): {b['b_images_per_s']:,.0f} images/s, **{b['ratio']:.2f}x** as fast.", ""]
+    series_ = Path(root) / "results" / "series.json"
+    if series_.is_file():
+        s = json.loads(series_.read_text())
         per = ", ".join(f"step {k} {v:.0f} s" for k, v in s["notebooks"].items())
         lines += [f"The whole series, `python run_notebooks.py`, on {s['device']}, {threads(s)}: "
                   f"**{s['total_seconds']:.0f} s** ({s['total_seconds'] / 60:.1f} minutes: {per}). These times "
-                  f"count each notebook's whole papermill run (kernel start, imports, data, layer tables, plots); "
-                  f"the steps table counts only the epochs' training and scoring.", ""]
+                  f"count each notebook's whole papermill run (kernel start, imports, data, layer tables, plots, the "
+                  f"record's probe); the steps' Result blocks count the epochs' training and scoring.", ""]
     return "\n".join(lines)
 
 
@@ -324,10 +373,25 @@ def render_doc(doc, root=ROOT):
     return text, render_readme(text, root, up_from(doc))
 
 
+def draw_record_pictures(root=ROOT):
+    """Draw the pictures the documents show of the records: the three steps on one chart, the
+    seeds, and the finished plans (each from its record alone)."""
+    steps = load_records(Path(root) / "results")
+    if steps:
+        plots.steps_curves(steps, Path(root) / "results" / "steps.png")
+    if (Path(root) / "results" / "seeds.json").is_file():
+        plots.plot_seeds(records.read_json(Path(root) / "results" / "seeds.json"), Path(root) / "results" / "seeds.png")
+    for plan in ("search", "confirm", "ablation"):
+        path = Path(root) / SEARCH / f"{plan}.json"
+        if path.is_file():
+            plots.plot_plan(records.read_json(path), path.with_suffix(".png"))
+
+
 def write_readme(root=ROOT):
-    """Rewrite each notebook's Result block and the generated sections of the README and the
-    other DOCS from the records; True when anything changed."""
+    """Rewrite each notebook's Result block, the steps' chart and the generated sections of the
+    README and the other DOCS from the records; True when anything changed."""
     changed = False
+    draw_record_pictures(root)
     for step, record in load_records(Path(root) / "results").items():
         nb = Path(root) / NOTEBOOKS[step]
         if sections(nb).get("result") != report.result_markdown(record):
@@ -338,7 +402,7 @@ def write_readme(root=ROOT):
             continue
         text, new = render_doc(doc, root)
         if new != text:
-            report.atomic_write(Path(root) / doc, lambda tmp: Path(tmp).write_text(new))
+            records.atomic_write(Path(root) / doc, lambda tmp: Path(tmp).write_text(new))
             changed = True
     return changed
 

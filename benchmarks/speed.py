@@ -5,8 +5,8 @@ them alike.  Prints images per second (the median of the repeats) and writes res
 
     python benchmarks/speed.py [--steps 100] [--repeats 5] [--threads 1]
 
-The three steps' models train as their notebooks do; the search's recipes (benchmarks/search.py)
-as the search ran them.  Evaluation is not timed: it is the same 10,000 images for every model.
+The three steps' models train under their recipes (series.py) with utils.train_step, as their
+notebooks train.  Evaluation is not timed: it is the same 10,000 images for every model.
 """
 import argparse
 import statistics
@@ -15,36 +15,18 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
 import model  # noqa: E402
-import report  # noqa: E402
-import search  # noqa: E402
+import records  # noqa: E402
+import series  # noqa: E402
 import utils  # noqa: E402
 
-PLAIN = dict(epochs=15, batch_size=128, optimizer="sgd", lr=0.01, momentum=0.9, nesterov=False,
-             weight_decay=0.0, schedule="constant")  # Steps 1 and 2 (tests check it against the notebooks)
-STEPS = {  # name -> (net maker, recipe)
-    "Model_1 (Step 1)": (model.Model_1, PLAIN),
-    "Model_2 (Step 2)": (model.Model_2, PLAIN),
-    "Model_3 (Step 3)": (lambda: model.Model_3(dropout=search.PRESENT["dropout"]), search.RECIPES["present"][1]),
-    # as the records before the freeze trained it: the same recipe, weights in the default layout
-    "Model_3 (before the freeze)": (lambda: model.Model_3(dropout=search.PRESENT["dropout"]), search.PRESENT),
-}
-
-
 def contenders():
-    """The three steps' models, then every recipe of the search."""
-    out = dict(STEPS)
-    for name, (arch, recipe) in search.RECIPES.items():
-        if name == "present":  # Step 3's model and recipe: timed as "Model_3 (Step 3)"
-            continue
-        out[f"search: {name}"] = (lambda arch=arch, recipe=recipe:
-                                  search.build(search.ARCHS[arch], dropout=recipe.get("dropout", 0.0)), recipe)
-    return out
+    """name -> (net maker, recipe): the three steps' models under their recipes."""
+    return {f"{name} (Step {step})": (lambda step=step, name=name: getattr(model, name)(**series.model_args(step, series.recipe(step))),
+                                      series.recipe(step)) for step, name in series.MODELS.items()}
 
 
 class Trainer:
@@ -61,7 +43,7 @@ class Trainer:
         self.batches, self.params = iter(self.loader), utils.count_params(self.net)
 
     def steps(self, n):
-        """Seconds for n training steps, as utils.train_epoch takes them."""
+        """Seconds for n training steps (utils.train_step, as utils.train_epoch takes them)."""
         self.net.train()
         start = time.perf_counter()
         for _ in range(n):
@@ -70,13 +52,7 @@ class Trainer:
             except StopIteration:
                 self.batches = iter(self.loader)
                 x, y = next(self.batches)
-            self.optimizer.zero_grad(set_to_none=True)
-            F.nll_loss(self.net(x), y).backward()
-            self.optimizer.step()
-            if self.ema is not None:
-                self.ema.update_parameters(self.net)
-            if self.scheduler is not None:
-                self.scheduler.step()
+            utils.train_step(self.net, x, y, self.optimizer, self.scheduler, self.ema)
         return time.perf_counter() - start
 
 
@@ -113,9 +89,8 @@ def main(argv=None):
         rows.append(dict(name=name, params=t.params, batch_size=t.loader.batch_size,
                          channels_last=utils.is_channels_last(t.net), seconds=seconds[name], images_per_s=rate))
         print(f"{name:32s} {t.params:6,} params  batch {t.loader.batch_size:3d}  {rate:7,.0f} images/s")
-    result = dict(report.provenance("cpu"), script_fingerprint=report.fingerprint(Path(__file__)),
-                  steps=args.steps, repeats=args.repeats, models=rows)
-    report.write_json(result, args.out)
+    result = dict(records.provenance("cpu"), steps=args.steps, repeats=args.repeats, models=rows)
+    records.write_json(result, args.out)
     print(f"wrote {args.out}")
     return 0
 

@@ -1,4 +1,6 @@
 """MNIST loading, its errors, the tensor loader and the batched augmentation."""
+import gzip
+
 import pytest
 import torch
 
@@ -82,7 +84,6 @@ def test_zoom_stays_within_its_range_and_is_drawn_only_when_asked_for():
 
 
 def test_gzipped_idx_files_are_read_like_plain_ones(tmp_path):
-    import gzip
     plain = utils.read_idx(utils.data_dir(), "train-labels-idx1-ubyte")
     raw = tmp_path / "MNIST" / "raw"
     raw.mkdir(parents=True)
@@ -114,13 +115,11 @@ def test_missing_data_names_the_folder_the_variable_and_the_files(tmp_path):
 
 
 def test_failed_download_is_a_clear_error(tmp_path, monkeypatch):
-    import torchvision.datasets
-
     class Offline:
         def __init__(self, root, train=True, download=False):
             raise RuntimeError("Error downloading train-images-idx3-ubyte.gz")
 
-    monkeypatch.setattr(torchvision.datasets, "MNIST", Offline)
+    monkeypatch.setattr(utils, "MNIST", Offline)
     with pytest.raises(utils.MNISTNotFoundError, match="downloading it failed") as err:
         utils.load_mnist(tmp_path, download=True)
     assert utils.DATA_ENV in str(err.value)

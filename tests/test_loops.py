@@ -122,6 +122,23 @@ def test_ema_weights_are_the_ones_evaluated(small_loaders):
     history = utils.fit(net, train, test, opt, epochs=1, ema=ema, progress=False, log=lambda s: None)
     _, ema_acc = utils.evaluate(utils.evaluated_model(net, ema), test)
     assert history["test_acc"][0] == ema_acc
+    _, live_acc = utils.evaluate(net, test)  # the live weights are scored beside the average
+    assert history["test_acc_live"][0] == live_acc and set(utils.LIVE_KEYS) <= set(history)
+
+
+def test_scoring_the_live_weights_changes_nothing_of_the_training(small_loaders):
+    train, test = small_loaders
+    runs = []
+    for live in (True, False):
+        utils.set_seed(0)
+        net = models.Model_3()
+        ema = utils.make_ema(net, decay=0.9)
+        train.generator.manual_seed(0)
+        opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+        history = utils.fit(net, train, test, opt, epochs=2, ema=ema if live else None, progress=False,
+                            log=lambda s: None)
+        runs.append(history["train_loss"])
+    assert runs[0] == runs[1]
 
 
 def test_set_seed_repeats_random_draws():

@@ -3,23 +3,28 @@ import hashlib
 import json
 import re
 import subprocess
-from pathlib import Path
+import sys
+import types
+import urllib.request
 
 import pytest
 
 import model as models
+import plots
+import records
 import report
 import run_notebooks as runner
+import series
 import sync_docs
 import utils
+from conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
-STEPS = sorted(runner.NOTEBOOKS)
+STEPS = sorted(series.NOTEBOOKS)
 EPOCH_LINE = re.compile(r"^epoch +\d+ \| lr .*$", re.M)
 
 
 def notebook(step):
-    return json.loads((ROOT / runner.NOTEBOOKS[step]).read_text())
+    return json.loads((ROOT / series.NOTEBOOKS[step]).read_text())
 
 
 def code_cells(step):
@@ -27,7 +32,7 @@ def code_cells(step):
 
 
 def record(step):
-    return report.load_record(ROOT / "results" / f"step{step}.json")
+    return records.load_record(ROOT / "results" / f"step{step}.json")
 
 
 def text_of(output):
@@ -74,10 +79,6 @@ def test_colab_cell_acts_only_in_colab(step):
 
 def fake_colab(monkeypatch):
     """Pretend to be in Colab; returns the list that records every fetch and install."""
-    import subprocess
-    import sys
-    import types
-    import urllib.request
     calls = []
     monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
     monkeypatch.setattr(urllib.request, "urlretrieve", lambda url, name: calls.append((url, name)))
@@ -97,8 +98,9 @@ def test_colab_cell_with_the_placeholder_repo_stops_before_any_fetch(step, monke
 def test_colab_cell_with_a_fork_fetches_the_library_and_installs_torchsummary(step, monkeypatch):
     calls = fake_colab(monkeypatch)
     exec(colab_cell(step), {"repo": "octo/s7"})
-    assert ("https://raw.githubusercontent.com/octo/s7/main/model.py", "model.py") in calls
-    assert ("https://raw.githubusercontent.com/octo/s7/main/utils.py", "utils.py") in calls
+    fetched = {name for call in calls if len(call) == 2 and call[0].startswith("https://raw.githubusercontent.com/octo/s7/main/")
+               for name in [call[1]]}
+    assert fetched == set(series.LIBRARY), "Colab fetches the library the notebooks import"
     assert any("torchsummary==1.5.1" in call for call in calls if isinstance(call, tuple))
 
 
@@ -110,38 +112,50 @@ def digest(folder):
 
 def test_quick_papermill_run_of_every_notebook_writes_its_results(tmp_path):
     committed = digest(ROOT / "results")
-    notebooks = {s: hashlib.sha256((ROOT / n).read_bytes()).hexdigest() for s, n in runner.NOTEBOOKS.items()}
+    notebooks = {s: hashlib.sha256((ROOT / n).read_bytes()).hexdigest() for s, n in series.NOTEBOOKS.items()}
     assert runner.main(["--quick", "--device", "cpu", "--out", str(tmp_path)]) == 0
     for step in STEPS:
-        rec = report.load_record(tmp_path / "results" / f"step{step}.json")
+        rec = records.load_record(tmp_path / "results" / f"step{step}.json")
         assert rec["epochs"] == 1 and rec["model"] == f"Model_{step}"
         assert (tmp_path / "results" / f"Model_{step}.pt").is_file()
-        out = json.loads((tmp_path / runner.NOTEBOOKS[step]).read_text())
-        assert out["metadata"]["papermill"]["output_path"] == runner.NOTEBOOKS[step], "no machine paths"
+        out = json.loads((tmp_path / series.NOTEBOOKS[step]).read_text())
+        assert out["metadata"]["papermill"]["output_path"] == series.NOTEBOOKS[step], "no machine paths"
     assert digest(ROOT / "results") == committed, "a smoke run must not touch results/"
     assert notebooks == {s: hashlib.sha256((ROOT / n).read_bytes()).hexdigest()
-                         for s, n in runner.NOTEBOOKS.items()}
+                         for s, n in series.NOTEBOOKS.items()}
 
 
 # ----------------------------------------------------------------------------- the committed run
 
-def test_every_results_file_was_made_by_the_code_of_this_checkout():
-    stale = report.stale_records(ROOT)
-    assert not stale, report.stale_message(stale)
+def test_every_record_reproduces_its_probe_with_this_checkouts_code():
+    probed = [ROOT / p for p in series.PROBED]
+    assert all(p.is_file() for p in probed), [str(p) for p in probed if not p.is_file()]
+    stale = records.stale_records(probed)
+    assert not stale, records.stale_message(stale)
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "results").glob("*.json")), ids=lambda p: p.name)
-def test_every_results_file_names_what_made_it(path):
-    data = json.loads(path.read_text())
-    assert set(data["code_fingerprint"]) == set(report.CODE_FILES)
-    assert {"git_commit", "torch", "device", "threads"} <= set(data)
+@pytest.mark.parametrize("step", STEPS)
+def test_every_step_record_names_where_it_ran_and_the_code_that_trained(step):
+    data = record(step)
+    assert {"git_commit", "torch", "device", "threads", "probe", "training_code"} <= set(data)
+    assert data["probe"]["spec"] == records.probe_spec(data["model"], data["settings"])
+    assert data["training_code"] == records.notebook_training_code(ROOT / series.NOTEBOOKS[step])
 
 
-def test_seeds_were_made_by_the_committed_code_with_step3_settings():
-    seeds = json.loads((ROOT / "results" / "seeds.json").read_text())
+@pytest.mark.parametrize("step", STEPS)
+def test_the_step_record_ran_the_steps_recipe_from_series(step):
+    settings = {k: v for k, v in record(step)["settings"].items() if k not in records.NOT_RECIPE}
+    assert settings == utils.check_recipe(series.recipe(step))
+    assert record(step)["model"] == series.MODELS[step]
+
+
+def test_seeds_ran_step_3s_model_recipe_and_training_code(seeds):
     step3 = record(3)
-    assert seeds["code_fingerprint"] == step3["code_fingerprint"]
     assert seeds["settings"] == step3["settings"] and seeds["epochs"] == step3["epochs"]
+    assert seeds["probe"]["spec"] == step3["probe"]["spec"]
+    assert records.notebook_training_code(ROOT / series.NOTEBOOKS[3]) in seeds["training_code"]
+    for entry in seeds.get("training_code_reproduced", []):
+        assert entry["reproduces"] in seeds["training_code"] and entry["training_code"] in seeds["training_code"]
 
 
 @pytest.mark.parametrize("step", STEPS)
@@ -159,7 +173,7 @@ def test_step3_meets_the_bar():
 
 @pytest.mark.parametrize("step", STEPS)
 def test_result_block_is_the_one_written_from_the_results_file(step):
-    block = sync_docs.sections(ROOT / runner.NOTEBOOKS[step])["result"]
+    block = sync_docs.sections(ROOT / series.NOTEBOOKS[step])["result"]
     assert block == report.result_markdown(record(step))
 
 
@@ -176,7 +190,7 @@ def numbers_of_the_run(rec, gap=True):
 
 @pytest.mark.parametrize("step", STEPS)
 def test_every_number_in_the_result_block_is_in_the_results_file(step):
-    rec, block = record(step), sync_docs.sections(ROOT / runner.NOTEBOOKS[step])["result"]
+    rec, block = record(step), sync_docs.sections(ROOT / series.NOTEBOOKS[step])["result"]
     for figure in numbers_of_the_run(rec):
         assert figure in block, figure
     shown = re.search(r"last 5 epochs ([\d., ]+) \(%\)", block).group(1)
@@ -218,7 +232,7 @@ def test_committed_weights_give_the_recorded_test_accuracy(step, mnist):
     _, _, test_x, test_y = mnist
     rec = record(step)
     net = getattr(models, rec["model"])()
-    report.load_weights(net, ROOT / "results" / f"{rec['model']}.pt")
+    records.load_weights(net, ROOT / "results" / f"{rec['model']}.pt")
     _, acc = utils.evaluate(net, utils.Loader(test_x, test_y, batch_size=1000))
     assert abs(acc - rec["history"]["test_acc"][-1]) <= 0.01 + 1e-9
 
@@ -240,7 +254,7 @@ def test_notebook_was_executed_top_to_bottom_in_one_go(step):
 
 @pytest.mark.parametrize("step", STEPS)
 def test_notebook_is_clean_for_github(step):
-    path = ROOT / runner.NOTEBOOKS[step]
+    path = ROOT / series.NOTEBOOKS[step]
     nb, raw = notebook(step), path.read_text()
     assert "widgets" not in nb["metadata"]
     assert nb["metadata"]["kernelspec"]["name"] == "python3"
@@ -255,35 +269,41 @@ def test_notebook_shows_its_plots(step):
     assert len(images) >= (3 if step == 3 else 2), "curves, mistakes (and augmented samples in Step 3)"
 
 
-def test_seeds_record_holds_the_frozen_seeds_1_to_20_with_their_whole_curves():
-    seeds = json.loads((ROOT / "results" / "seeds.json").read_text())
+def test_seeds_record_holds_seeds_1_to_20_run_after_the_freeze_with_their_whole_curves(seeds):
     assert [row["seed"] for row in seeds["seeds"]] == list(range(1, 21))
-    from test_analysis import freeze_commit
-    commit = freeze_commit()
-    frozen = {}
-    for name in ("model.py", "utils.py"):
-        text = subprocess.run(["git", "show", f"{commit}:{name}"], cwd=ROOT, capture_output=True,
-                              text=True, check=True).stdout
-        frozen[name] = report.fingerprint(text)
-    assert seeds["code_fingerprint"] == frozen, "every seed ran the freezing commit's model.py and utils.py"
-    ran_after = subprocess.run(["git", "merge-base", "--is-ancestor", commit, seeds["git_commit"]], cwd=ROOT)
-    assert ran_after.returncode == 0, "the seeds ran at or after the freeze"
-    assert seeds["settings"]["channels_last"] is True
-    then = json.loads(subprocess.run(["git", "show", f"{commit}:{runner.NOTEBOOKS[3]}"], cwd=ROOT, capture_output=True,
-                                     text=True, check=True).stdout)
-
-    def code(nb):
-        return ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
-    assert code(then) == code(json.loads((ROOT / runner.NOTEBOOKS[3]).read_text())), "Step 3's code is the frozen one"
+    assert seeds["freeze"]["ran_after_freeze"] and seeds["settings"]["channels_last"] is True
+    assert set(range(15, 21)).isdisjoint(seeds["freeze"]["seeds_recorded_before"])
     for row in seeds["seeds"]:
         assert len(row["test_acc"]) == seeds["epochs"] <= 15
         assert min(row["test_acc"][-5:]) == row["min_last"], f"seed {row['seed']}"
 
 
-def test_step3_record_ran_the_notebooks_parameters():
-    from test_search import notebook_parameters
-    p, s = notebook_parameters(), json.loads((ROOT / "results" / "step3.json").read_text())["settings"]
-    names = dict(lr="max_lr")  # the record's name -> the parameter's
-    for key in ("epochs", "batch_size", "degrees", "translate", "dropout", "lr", "momentum", "weight_decay",
-                "pct_start", "final_div_factor", "ema_decay", "channels_last"):
-        assert s[key] == p[names.get(key, key)], key
+@pytest.mark.parametrize("step", STEPS)
+def test_committed_notebook_shows_no_progress_bar(step):
+    bars = [o for c in code_cells(step) for o in c.get("outputs", []) if o["output_type"] == "stream"
+            and re.search(r"\r|it/s|s/it", text_of(o))]
+    assert not bars
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_each_step_shows_its_errors_per_class_with_their_count(step):
+    counts = plots.confusion(load_model(step), utils.Loader(*utils.load_mnist(train=False), batch_size=1000))
+    wrong = int(counts.sum() - counts.trace())
+    assert wrong == round((100 - record(step)["history"]["test_acc"][-1]) * 100)
+    assert any("plot_confusion(" in "".join(c["source"]) and images_of(c) for c in code_cells(step))
+
+
+def test_step_1_draws_the_receptive_field_and_step_3_its_augmentation_and_learning_rate():
+    assert any("plot_receptive_field(" in "".join(c["source"]) and images_of(c) for c in code_cells(1))
+    assert any("plot_augmented(" in "".join(c["source"]) and images_of(c) for c in code_cells(3))
+    assert any("steps_per_epoch=" in "".join(c["source"]) and "plot_history(" in "".join(c["source"])
+               and images_of(c) for c in code_cells(3))
+
+
+def images_of(cell):
+    return [o for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
+
+
+def load_model(step):
+    net = getattr(models, series.MODELS[step])()
+    return records.load_weights(net, ROOT / "results" / f"{series.MODELS[step]}.pt")

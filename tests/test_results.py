@@ -1,11 +1,14 @@
-"""Results JSON and checkpoints: round trips, atomic writes, clear errors."""
+"""Records and checkpoints: round trips, atomic writes, clear errors, the probe that vouches
+for a record, and the fingerprint of notebook code."""
 import json
 
 import pytest
 import torch
 
 import model as models
+import records
 import report
+import series
 import utils
 
 
@@ -14,9 +17,9 @@ def test_results_json_round_trip(tmp_path, small_loaders):
     net = models.Model_2()
     history = utils.fit(net, train, test, torch.optim.SGD(net.parameters(), lr=0.01), epochs=1,
                         progress=False, log=lambda s: None)
-    record = report.save_run(net, history, step=2, seed=1, device="cpu", wall_seconds=3.21,
-                            settings={"lr": 0.01}, results_dir=tmp_path)
-    loaded = report.load_record(tmp_path / "step2.json")
+    record = records.save_run(net, history, step=2, seed=1, device="cpu", wall_seconds=3.21,
+                              settings=series.recipe(2, epochs=1), results_dir=tmp_path)
+    loaded = records.load_record(tmp_path / "step2.json")
     assert loaded == json.loads(json.dumps(record))
     assert loaded["model"] == "Model_2" and loaded["params"] == utils.count_params(net)
     assert loaded["receptive_field"] == 28 and loaded["epochs"] == 1
@@ -31,42 +34,42 @@ def test_checkpoint_reload_gives_the_same_test_accuracy(tmp_path, small_loaders)
     utils.fit(net, train, test, torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9), epochs=1,
               progress=False, log=lambda s: None)
     before = utils.evaluate(net, test)
-    report.save_weights(net, tmp_path / "Model_3.pt")
-    fresh = report.load_weights(models.Model_3(), tmp_path / "Model_3.pt")
+    records.save_weights(net, tmp_path / "Model_3.pt")
+    fresh = records.load_weights(models.Model_3(), tmp_path / "Model_3.pt")
     assert utils.evaluate(fresh, test) == before
 
 
 def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
     path = tmp_path / "step3.json"
-    report.write_json({"model": "Model_3", "params": 1, "history": {}}, path)
+    records.write_json({"model": "Model_3", "params": 1, "history": {}}, path)
 
     def broken(tmp):
         open(tmp, "w").write("{half")
         raise OSError("disk full")
 
     with pytest.raises(OSError, match="disk full"):
-        report.atomic_write(path, broken)
+        records.atomic_write(path, broken)
     assert json.loads(path.read_text())["model"] == "Model_3"
     assert [p.name for p in tmp_path.iterdir()] == ["step3.json"]
 
 
 def test_missing_results_file_says_to_run_the_notebook(tmp_path):
     with pytest.raises(FileNotFoundError, match="run the notebook first"):
-        report.load_record(tmp_path / "step1.json")
+        records.load_record(tmp_path / "step1.json")
 
 
 def test_foreign_json_is_not_taken_for_a_results_file(tmp_path):
     path = tmp_path / "step1.json"
     path.write_text('{"hello": 1}')
     with pytest.raises(ValueError, match="lacks model, params, history"):
-        report.load_record(path)
+        records.load_record(path)
 
 
 def test_weights_load_refuses_pickled_code(tmp_path):
     path = tmp_path / "evil.pt"
     torch.save({"weights": object()}, path)
     with pytest.raises(Exception, match="[Ww]eights only load failed|weights_only"):
-        report.load_weights(models.Model_3(), path)
+        records.load_weights(models.Model_3(), path)
 
 
 def test_result_markdown_reports_the_last_five_epochs_and_both_targets():
@@ -94,18 +97,51 @@ def test_result_markdown_reports_the_last_five_epochs_and_both_targets():
     assert "(augmented digits, dropout on, the live weights, not their average)" in text
 
 
-def test_record_names_the_code_that_made_it(tmp_path, small_loaders):
+def test_record_keeps_its_probe_and_where_it_ran(tmp_path, small_loaders):
     train, test = small_loaders
     net = models.Model_2()
     history = utils.fit(net, train, test, torch.optim.SGD(net.parameters(), lr=0.01), epochs=1,
                         progress=False, log=lambda s: None)
-    rec = report.make_record(net, history, seed=1, device="cpu", wall_seconds=1.0)
-    root = report.HERE
-    assert rec["code_fingerprint"] == {"model.py": report.fingerprint(root / "model.py"),
-                                       "utils.py": report.fingerprint(root / "utils.py")}
-    assert len(rec["code_fingerprint"]["utils.py"]) == 64
+    rec = records.make_record(net, history, seed=1, device="cpu", wall_seconds=1.0, settings=series.recipe(2, epochs=1))
+    assert rec["probe"]["spec"]["model"] == "Model_2" and rec["probe"]["spec"]["recipe"]["epochs"] == 1
+    assert len(rec["probe"]["outcome"]["train_loss"]) == 1 and records.probe_differs(rec["probe"]) == ""
     assert rec["torch"] == torch.__version__ and rec["threads"] == torch.get_num_threads()
     assert rec["git_commit"] is None or len(rec["git_commit"]) == 40
+
+
+@pytest.fixture
+def fresh_probes(monkeypatch):
+    monkeypatch.setattr(records, "_PROBES", {})
+
+
+def short_probe():
+    return records.probe("Model_3", series.recipe(3, epochs=2))
+
+
+def test_a_probe_does_not_see_the_order_of_float_sums(fresh_probes, monkeypatch):
+    kept = short_probe()
+    records._PROBES.clear()
+    monkeypatch.setattr(records, "PROBE_THREADS", 2)  # other threads, other order of the sums
+    assert records.probe_differs(kept) == ""
+
+
+@pytest.mark.parametrize("change", ["shift", "rotation", "loop", "schedule"])
+def test_a_probe_sees_a_change_to_what_the_code_computes(change, fresh_probes, monkeypatch):
+    kept = short_probe()
+    records._PROBES.clear()
+    if change in ("shift", "rotation"):
+        affine, (d, t) = utils.random_affine, dict(shift=(1.0, 1.1), rotation=(1.1, 1.0))[change]
+        monkeypatch.setattr(utils, "random_affine", lambda x, degrees, translate, generator, scale:
+                            affine(x, degrees * d, translate * t, generator, scale))
+    elif change == "loop":
+        step = utils.train_step
+        monkeypatch.setattr(utils, "train_step", lambda model, x, y, *a: step(model, x.flip(-1), y, *a))
+    else:
+        make = utils.make_optimizer
+        monkeypatch.setattr(utils, "make_optimizer", lambda model, recipe, steps:
+                            make(model, dict(recipe, pct_start=0.25), steps))
+    why = records.probe_differs(kept)
+    assert why and "kept" in why and "now" in why
 
 
 SOURCE = '''"""A module."""
@@ -125,14 +161,14 @@ def test_fingerprint_ignores_comments_docstrings_and_layout():
             .replace('"""Area of a circle."""', '"""The area of a circle of radius r."""')
             .replace("    return math.pi * r ** 2", "    # pi r squared\n    return (math.pi\n            * r ** 2)")
             + "\n# a comment at the end\n")
-    assert report.fingerprint(same) == report.fingerprint(SOURCE)
+    assert records.fingerprint(same) == records.fingerprint(SOURCE)
 
 
 @pytest.mark.parametrize("change", [("99.4", "99.5"), ("r ** 2", "r ** 3"), ("def area(r)", "def area(radius)"),
                                     ("TARGET = 99.4  # the bar", "TARGET = 99.4\n_UNUSED = 1")])
 def test_fingerprint_changes_with_what_the_code_does(change):
-    assert report.fingerprint(SOURCE.replace(*change)) != report.fingerprint(SOURCE)
+    assert records.fingerprint(SOURCE.replace(*change)) != records.fingerprint(SOURCE)
 
 
 def test_a_function_left_with_only_its_docstring_still_has_a_body():
-    assert report.fingerprint('def f():\n    """Nothing."""\n') == report.fingerprint("def f():\n    pass\n")
+    assert records.fingerprint('def f():\n    """Nothing."""\n') == records.fingerprint("def f():\n    pass\n")

@@ -1,11 +1,19 @@
-"""The papermill runner: arguments, failures, README generation."""
+"""The papermill runner: arguments, failures, README generation, seeds kept or vouched for."""
+import copy
 import json
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
+import nbformat
 import pytest
 
+import records
 import run_notebooks as runner
+import series
 import sync_docs
+from conftest import ROOT, SKIP
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -13,6 +21,8 @@ import sync_docs
     (["--epochs", "0"], "--epochs must be between 1 and 15"),
     (["--steps", "4"], "invalid choice"),
     (["--steps", "1", "--seeds", "1", "2"], "--seeds runs Step 3 only"),
+    (["--seeds", "1", "--holdout", "10000"], "--holdout is for Step 3 runs kept apart"),
+    (["--steps", "3", "--holdout", "10000"], "--holdout is for Step 3 runs kept apart"),
 ])
 def test_bad_arguments_are_rejected_with_a_reason(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_:
@@ -43,7 +53,7 @@ def test_a_failing_notebook_is_named_with_its_cell(tmp_path, capsys, monkeypatch
 
 def test_papermill_failure_reports_notebook_cell_error_and_traceback_tail(tmp_path):
     with pytest.raises(runner.NotebookFailed) as err:
-        runner.execute(runner.NOTEBOOKS[2], tmp_path, {"device": "tpu"}, on_line=lambda line: None)
+        runner.execute(series.NOTEBOOKS[2], tmp_path, {"device": "tpu"}, on_line=lambda line: None)
     message = str(err.value)
     assert message.startswith("Step2_LightModel.ipynb failed in cell")
     assert "unknown device 'tpu'" in message
@@ -51,7 +61,6 @@ def test_papermill_failure_reports_notebook_cell_error_and_traceback_tail(tmp_pa
 
 
 def tiny_notebook(folder, source):
-    import nbformat
     path = Path(folder) / "Tiny.ipynb"
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell(source)])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -115,14 +124,12 @@ def test_seeds_record_keeps_each_seed_curve_and_its_minimum():
 
 
 def test_repo_option_points_every_badge_and_parameter_at_the_fork(tmp_path):
-    import shutil, subprocess, sys
-    from test_staging import SKIP
     repo = tmp_path / "repo"
     shutil.copytree(runner.ROOT, repo, ignore=SKIP)
     out = subprocess.run([sys.executable, "run_notebooks.py", "--repo", "octo/s7"], cwd=repo,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    for name in runner.NOTEBOOKS.values():
+    for name in series.NOTEBOOKS.values():
         nb = json.loads((repo / name).read_text())
         first = "".join(nb["cells"][0]["source"])
         assert f"colab.research.google.com/github/octo/s7/blob/main/{name}" in first
@@ -146,33 +153,78 @@ def test_a_notebook_that_writes_no_results_is_a_failure_naming_it(tmp_path, monk
     assert list(tmp_path.iterdir()) == [], "the staging folder is removed"
 
 
-def fake_seed_run(folder, seed, code_fingerprint=None):
+def fake_seed_run(folder, seed, notebook=None, probe=None):
     """A finished Step 3 seed run as run_seeds leaves it: the executed notebook with papermill's
-    parameters cell, and its results file."""
-    import report
-    nb = json.loads((runner.ROOT / runner.NOTEBOOKS[3]).read_text())
+    parameters cell, and its results file (Step 3's committed record as this seed's)."""
+    nb = notebook or json.loads((ROOT / series.NOTEBOOKS[3]).read_text())
+    nb = copy.deepcopy(nb)
     nb["cells"].insert(3, dict(cell_type="code", metadata=dict(tags=["injected-parameters"]), outputs=[],
                                execution_count=None, source=f"# Parameters\nseed = {seed}\nprogress = False\n"))
     (folder / "results").mkdir(parents=True)
-    (folder / runner.NOTEBOOKS[3]).write_text(json.dumps(nb))
-    record = dict(model="Model_3", params=1, seed=seed, history=dict(test_acc=[99.5]),
-                  code_fingerprint=code_fingerprint or report.code_fingerprints(runner.ROOT))
+    (folder / series.NOTEBOOKS[3]).write_text(json.dumps(nb))
+    record = dict(records.load_record(ROOT / "results" / "step3.json"), seed=seed,
+                  training_code=records.notebook_training_code(folder / series.NOTEBOOKS[3]))
+    if probe:
+        record["probe"] = probe
     (folder / "results" / "step3.json").write_text(json.dumps(record))
     return record
 
 
-def test_a_finished_seed_is_kept_only_with_the_same_code_and_parameters(tmp_path):
+def cell(kind, source):
+    return dict(cell_type=kind, metadata={}, source=source, **(dict(outputs=[], execution_count=None)
+                                                               if kind == "code" else {}))
+
+
+def test_a_finished_seed_is_kept_while_what_decides_its_numbers_is_unchanged(tmp_path):
     record = fake_seed_run(tmp_path / "a", 3)
     assert runner.finished_seed(tmp_path / "a", dict(seed=3, progress=False)) == record
     assert runner.finished_seed(tmp_path / "a", dict(seed=4, progress=False)) is None
     assert runner.finished_seed(tmp_path / "a", dict(seed=3, progress=False, epochs=2)) is None
-    fake_seed_run(tmp_path / "b", 3, code_fingerprint={"utils.py": "another"})
-    assert runner.finished_seed(tmp_path / "b", dict(seed=3, progress=False)) is None
     assert runner.finished_seed(tmp_path / "none", dict(seed=3, progress=False)) is None
-    nb = json.loads((tmp_path / "a" / runner.NOTEBOOKS[3]).read_text())
-    next(c for c in nb["cells"] if "model = " in "".join(c["source"]))["source"] = "model = None"
-    (tmp_path / "a" / runner.NOTEBOOKS[3]).write_text(json.dumps(nb))
-    assert runner.finished_seed(tmp_path / "a", dict(seed=3, progress=False)) is None  # the notebook changed
+    other = json.loads(json.dumps(record["probe"]))
+    other["outcome"]["train_loss"][-1] *= 1.001  # what other code would have computed
+    fake_seed_run(tmp_path / "b", 3, probe=other)
+    assert runner.finished_seed(tmp_path / "b", dict(seed=3, progress=False)) is None
+
+
+def notebook_now(folder, edit):
+    """A Step 3 notebook in folder: the committed one with edit(cells) applied."""
+    nb = json.loads((ROOT / series.NOTEBOOKS[3]).read_text())
+    edit(nb["cells"])
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / series.NOTEBOOKS[3]).write_text(json.dumps(nb))
+    return folder
+
+
+def test_cells_after_training_may_change_cells_before_it_may_not(tmp_path, monkeypatch):
+    record = fake_seed_run(tmp_path / "seed_3", 3)  # run by the committed notebook
+
+    def after(cells):  # a new section after training: words and a plot
+        cells[-2:-2] = [cell("markdown", "## Another look"), cell("code", "fig = plots.plot_confusion(model, test_loader, 'again')")]
+
+    def before(cells):  # a cell before training that draws from the training loader
+        i = next(i for i, c in enumerate(cells) if "utils.fit(" in "".join(c["source"]))
+        cells.insert(i, cell("code", "x, y = next(iter(train_loader))"))
+    monkeypatch.setattr(runner, "ROOT", notebook_now(tmp_path / "after", after))
+    assert runner.finished_seed(tmp_path / "seed_3", dict(seed=3, progress=False)) == record
+    monkeypatch.setattr(runner, "ROOT", notebook_now(tmp_path / "before", before))
+    assert runner.finished_seed(tmp_path / "seed_3", dict(seed=3, progress=False)) is None
+
+
+def test_seeds_hold_for_new_training_code_only_when_it_reproduced_step_3_bit_for_bit(tmp_path):
+    step3 = records.load_record(ROOT / "results" / "step3.json")
+    seeds = records.read_json(ROOT / "results" / "seeds.json")
+    path = tmp_path / "seeds.json"
+    records.write_json(dict(seeds, training_code=[step3["training_code"]]), path)
+    moved = json.loads(json.dumps(step3))
+    moved["history"]["test_acc"][3] += 0.01
+    assert not runner.vouch_for_seeds(step3, dict(moved, training_code="new"), path)
+    assert not runner.vouch_for_seeds(step3, dict(step3, training_code="new", threads=step3["threads"] + 1), path)
+    assert runner.vouch_for_seeds(step3, dict(step3, training_code="new"), path)
+    kept = records.read_json(path)
+    assert kept["training_code"] == [step3["training_code"], "new"]
+    assert kept["training_code_reproduced"][-1]["reproduces"] == step3["training_code"]
+    assert not runner.vouch_for_seeds(step3, dict(step3, training_code="new"), path), "once"
 
 
 def test_resume_is_only_for_seeds():

@@ -11,9 +11,7 @@ from pathlib import Path
 import pytest
 
 import run_notebooks as runner
-
-ROOT = Path(__file__).resolve().parents[1]
-SKIP = shutil.ignore_patterns(".git", "runs", "__pycache__", ".pytest_cache", "data", ".staging-*")
+from conftest import ROOT, SKIP
 
 
 @pytest.fixture

@@ -1,21 +1,22 @@
-"""The recipe sweep (benchmarks/recipe_sweep.py): its grouped net is K separate nets, it writes its
+"""The finished recipe sweep (experiments/recipe_sweep/recipe_sweep.py): its grouped net is K separate nets, it writes its
 whole record itself, and the historical record of its first use names the code that ran."""
 import hashlib
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
+import model
+import records
+import utils
+from conftest import ROOT
 
+sys.path.insert(0, str(ROOT / "experiments" / "recipe_sweep"))
 import recipe_sweep  # noqa: E402
-import report  # noqa: E402
 
-HISTORY = ROOT / "docs" / "records" / "recipe_sweep_b7d79cc.json"
+HISTORY = ROOT / "experiments" / "recipe_sweep" / "recipe_sweep_b7d79cc.json"
 
 
 def history():
@@ -52,12 +53,10 @@ def test_grouped_net_gradients_stay_within_each_group():
 
 
 def test_grouped_net_has_model_3s_parameter_count():
-    import model
     assert recipe_sweep.params_per_model(recipe_sweep.M3) == sum(p.numel() for p in model.Model_3().parameters())
 
 
 def test_every_sweep_recipe_is_a_valid_utils_recipe():
-    import utils
     for cfg in recipe_sweep.CONFIGS:
         utils.check_recipe(cfg["recipe"])
     assert [c["name"] for c in recipe_sweep.CONFIGS][:3] == ["base", "ls0.1", "m3pad"], "seeds follow the order"
@@ -67,8 +66,7 @@ def test_sweep_smoke_run_writes_its_whole_record(tmp_path, mnist):
     assert recipe_sweep.main(["--out", str(tmp_path), "--recipes", "base,peer_own", "--copies", "2",
                               "--epochs", "1", "--smoke"]) == 0
     rec = json.loads((tmp_path / "recipe_sweep.json").read_text())
-    assert rec["script_fingerprint"] == report.fingerprint(ROOT / "benchmarks" / "recipe_sweep.py")
-    assert rec["code_fingerprint"] == report.code_fingerprints(ROOT)
+    assert rec["script_fingerprint"] == records.fingerprint(ROOT / "experiments" / "recipe_sweep" / "recipe_sweep.py")
     assert rec["held_out_images"] == 1000 and rec["window"] == 5 and rec["target"] == 99.4
     runs = {r["name"]: r for r in rec["runs"]}
     assert set(runs) == {"base", "peer_own"}

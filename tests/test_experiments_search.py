@@ -1,19 +1,20 @@
-"""The held-out search (benchmarks/search.py): its nets, its recipes against the notebook and the
-plan, its rules, and a smoke run of a plan."""
+"""The finished held-out search (experiments/search/search.py): its nets, its recipes against
+series.py and the plan, its rules, a smoke run of a plan, and its committed records."""
 import json
 import re
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
+import model
+import series
+import sync_docs
+import utils
+from conftest import ROOT
 
-import model  # noqa: E402
+sys.path.insert(0, str(ROOT / "experiments" / "search"))
 import search  # noqa: E402
-import utils  # noqa: E402
 
 
 def test_model_3_as_a_list_is_model_3_weight_for_weight():
@@ -26,21 +27,8 @@ def test_model_3_as_a_list_is_model_3_weight_for_weight():
     assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def notebook_parameters(name="Step3_BN_Dropout_Aug_LR.ipynb"):
-    nb = json.loads((ROOT / name).read_text())
-    cell = next(c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", []))
-    values = {}
-    exec("".join(cell["source"]), {}, values)
-    return values
-
-
-def test_the_present_recipe_is_the_step_3_notebooks():
-    p = notebook_parameters()
-    notebook = dict(epochs=p["epochs"], batch_size=p["batch_size"], degrees=p["degrees"], translate=p["translate"],
-                    dropout=p["dropout"], optimizer="sgd", lr=p["max_lr"], momentum=p["momentum"], nesterov=True,
-                    weight_decay=p["weight_decay"], schedule="onecycle", pct_start=p["pct_start"],
-                    final_div_factor=p["final_div_factor"], ema_decay=p["ema_decay"], channels_last=p["channels_last"])
-    assert search.RECIPES["present"] == ("model_3", notebook)
+def test_the_present_recipe_is_step_3s():
+    assert search.RECIPES["present"] == ("model_3", series.recipe(3))
 
 
 def test_every_candidate_is_a_valid_recipe_under_6000_parameters_seeing_the_whole_digit():
@@ -111,11 +99,12 @@ def test_the_pick_and_the_adoption_follow_the_plan():
 
 def test_a_plan_runs_resumes_and_writes_its_whole_record(tmp_path, monkeypatch, mnist):
     monkeypatch.setattr(search, "SEARCH_SEEDS", [200, 201])  # each run's child process sees the same RECIPES
-    kw = dict(jobs=2, train_subset=256, runs_dir=tmp_path / "runs", records=tmp_path / "rec", epochs=1, log=lambda s: None)
+    kw = dict(jobs=2, train_subset=256, runs_dir=tmp_path / "runs", records_dir=tmp_path / "rec", epochs=1,
+              log=lambda s: None)
     rec = search.run_plan("search", **kw)
     assert set(rec["runs"]) == set(search.RECIPES) and set(rec["runs"]["present"]) == {"200", "201"}
     assert rec["held_out_images"] == 10000 and rec["recipe_settings"]["present"]["settings"]["channels_last"] is True
-    assert rec["code_fingerprint"] == search.report.code_fingerprints(ROOT)
+    assert rec["probes"]["present"]["spec"]["model"] == "Model_3"
     assert rec["summary"]["stages_4k_low_early"]["paired_seeds"] == 2
     run = json.loads((tmp_path / "runs" / "search" / "present" / "seed_200.json").read_text())
     assert run["settings"]["evaluated_on"] == "last 10,000 training images (held out)"
@@ -133,12 +122,9 @@ def test_smoke_options_cannot_write_over_the_records(capsys):
 
 @pytest.mark.parametrize("plan", ["search", "confirm", "ablation"])
 def test_a_committed_record_is_its_plan_whole(plan):
-    """benchmarks/PLAN.json, once there: the plan's recipes on the plan's seeds, every run of 15
+    """experiments/search/PLAN.json: the plan's recipes on the plan's seeds, every run of 15
     epochs, full-size held-out scoring, and a summary that its own runs give again."""
-    path = ROOT / "benchmarks" / f"{plan}.json"
-    if not path.is_file():
-        pytest.skip(f"{plan} not run yet")
-    rec = json.loads(path.read_text())
+    rec = json.loads((ROOT / "experiments" / "search" / f"{plan}.json").read_text())
     seeds = {"search": search.SEARCH_SEEDS, "confirm": search.CONFIRM_SEEDS, "ablation": search.SEARCH_SEEDS}[plan]
     assert rec["plan"] == plan and rec["seeds"] == seeds and rec["held_out_images"] == 10000
     if plan == "search":
@@ -152,11 +138,10 @@ def test_a_committed_record_is_its_plan_whole(plan):
                              baseline="full" if plan == "ablation" else "present")
     assert again == rec["summary"]
     if plan == "confirm":
-        assert rec["pick"] == search.pick(json.loads((ROOT / "benchmarks" / "search.json").read_text()))
+        assert rec["pick"] == search.pick(json.loads((ROOT / "experiments" / "search" / "search.json").read_text()))
 
 
 def test_the_ablation_table_reports_diverged_seeds_beside_the_others():
-    import sync_docs
     row = dict(seeds=[200, 201], mean_min=99.4, at_bar=1, worst=99.3)
     rec = dict(plan="ablation", seeds=[200, 201, 202], recipes=["full", "no_batch_norm", "no_schedule"],
                recipe_settings={"full": dict(settings=dict(train_images=50000))}, held_out_images=10000, window=5,
@@ -171,7 +156,6 @@ def test_the_ablation_table_reports_diverged_seeds_beside_the_others():
 
 
 def test_plan_figures_round_halves_as_by_hand():
-    import sync_docs
     assert f"{0.0375:.3f}" == "0.037"  # what plain formatting gives: the float is just below the half
     assert sync_docs.fixed(0.0375) == "0.038" and sync_docs.fixed(-0.0375, sign=True) == "-0.038"
     assert sync_docs.fixed(0.02, sign=True) == "+0.020" and sync_docs.fixed(99.37375) == "99.374"

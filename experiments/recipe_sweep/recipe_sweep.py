@@ -1,16 +1,17 @@
 """Step 3 recipes on held-out digits, many seeds at once: K copies of a recipe train as one
-grouped net (a GPU tool: on a CPU, separate runs of benchmarks/search.py are faster per copy).
+grouped net (a GPU tool: on a CPU, separate runs of experiments/search/search.py are faster per copy).
+History: a finished experiment, kept runnable as it ran; its record lies beside this file.
 
 Every conv is Conv2d(K*c_in, K*c_out, groups=K), so group k is copy k, with its own initial
 weights, data order, augmentation and dropout; batch norm, the optimizer and the weight average
 act element by element, so the K copies never mix.  Each copy trains on the first 50,000
 training images and is scored on the last 10,000 after every epoch (the weight average, in eval
-mode), and is judged by its minimum over the last utils.WINDOW epochs, as the notebook's seeds are.
+mode), and is judged by its minimum over the last series.WINDOW epochs, as the notebook's seeds are.
 The data, the augmentation, the optimizer and schedule, and the weight average are utils.py's.
 
-    python benchmarks/recipe_sweep.py --out runs/sweep                     # every recipe
-    python benchmarks/recipe_sweep.py --out runs/sweep --recipes base,tr0.05 --copies 24
-    python benchmarks/recipe_sweep.py --out runs/sweep --part 0/4          # recipes 0, 4, 8, ...
+    python experiments/recipe_sweep/recipe_sweep.py --out runs/sweep                     # every recipe
+    python experiments/recipe_sweep/recipe_sweep.py --out runs/sweep --recipes base,tr0.05 --copies 24
+    python experiments/recipe_sweep/recipe_sweep.py --out runs/sweep --part 0/4          # recipes 0, 4, 8, ...
 
 Each finished recipe is written to OUT/runs/NAME.json, and OUT/recipe_sweep.json is then
 written anew from all of them: the whole record (settings, code, every copy's held-out count of
@@ -27,9 +28,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-import report  # noqa: E402
+import model as models  # noqa: E402
+import records  # noqa: E402
+import series  # noqa: E402
 import utils  # noqa: E402
 
 HOLDOUT = 10000  # the last training images, scored after every epoch; the first 50,000 train
@@ -107,20 +110,28 @@ def run(cfg, K, seed, dev, train_x, train_y, val_x, val_y, log=print):
             out = model(x).view(b * K, 10)
             # the sum over copies of each copy's mean loss: each copy gets its own gradient
             loss = F.cross_entropy(out, y.reshape(-1), label_smoothing=cfg.get("ls", 0.0), reduction="sum") / b
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if ema is not None:
-                ema.update_parameters(model)
-            if scheduler is not None:
-                scheduler.step()
+            utils.step_on(loss, model, optimizer, scheduler, ema)
         counts.append(correct_counts(utils.evaluated_model(model, ema), xv, val_y, K).tolist())
         acc = [100 * n / len(val_y) for n in counts[-1]]
         log(f"  {cfg['name']} epoch {epoch} {time.time() - t0:.1f}s mean {sum(acc) / K:.3f} min {min(acc):.2f}")
     return torch.tensor(counts).T
 
 
-M3 = [conv(8), conv(12), conv(16), "pool", conv(8, 1, 0, True), conv(12, drop=True), conv(16, drop=True), conv(14)]
+def arch_of(net):
+    """The architecture list of a model of model.py: its ConvBlocks and pools, up to the head."""
+    arch = []
+    for layer in net:
+        if isinstance(layer, nn.MaxPool2d):
+            arch.append("pool")
+        elif isinstance(layer, models.ConvBlock):
+            c = layer[0]
+            arch.append(conv(c.out_channels, c.kernel_size[0], c.padding[0], any(isinstance(m, nn.Dropout) for m in layer)))
+        elif isinstance(layer, nn.AdaptiveAvgPool2d):
+            break
+    return arch
+
+
+M3 = arch_of(models.Model_3())
 M3_PADDED_BLOCK1 = [conv(8, pad=1), conv(12, pad=1), conv(16, pad=1), "pool", conv(8, 1, 0, True),
                     conv(12, drop=True), conv(16, drop=True), conv(14)]
 PEER_SHAPE = [conv(10, pad=1), conv(10, pad=1), conv(10, pad=1), "pool", conv(16), conv(16), conv(8), conv(8),
@@ -175,8 +186,8 @@ for _cfg in CONFIGS:  # settings a recipe does not use (None above) are dropped,
 def summary(cfg, counts, seed, seconds, images):
     """One recipe's result: every copy's correct held-out digits per epoch, and its minimum
     over the last WINDOW epochs as whole-digit accuracies."""
-    low = counts[:, -utils.WINDOW:].min(1).values
-    bar = math.ceil(utils.TARGET * images / 100)  # correct digits the bar asks for
+    low = counts[:, -series.WINDOW:].min(1).values
+    bar = math.ceil(series.TARGET * images / 100)  # correct digits the bar asks for
     return dict(name=cfg["name"], arch=cfg["arch"], recipe=cfg["recipe"],
                 **{k: cfg[k] for k in ("ls", "clean", "head_bias") if k in cfg},
                 copies=len(counts), first_seed=seed, seconds=round(seconds, 1),
@@ -190,7 +201,7 @@ def summary(cfg, counts, seed, seconds, images):
 def write_record(out, header):
     """OUT/recipe_sweep.json, whole: the header and every recipe finished so far."""
     runs = [json.loads(p.read_text()) for p in sorted((out / "runs").glob("*.json"))]
-    return report.write_json(dict(header, runs=runs), out / "recipe_sweep.json")
+    return records.write_json(dict(header, runs=runs), out / "recipe_sweep.json")
 
 
 def parse_args(argv=None):
@@ -232,9 +243,9 @@ def main(argv=None):
     out = Path(args.out)
     (out / "runs").mkdir(parents=True, exist_ok=True)
     header = dict(what="Step 3 recipes on held-out digits, K copies of each trained at once as one grouped net",
-                  script="benchmarks/recipe_sweep.py", script_fingerprint=report.fingerprint(Path(__file__)),
-                  **report.provenance(dev), command=" ".join(sys.argv[1:] if argv is None else argv),
-                  train_images=len(ty), held_out_images=len(vy), window=utils.WINDOW, target=utils.TARGET,
+                  script="experiments/recipe_sweep/recipe_sweep.py", script_fingerprint=records.fingerprint(Path(__file__)),
+                  **records.provenance(dev), command=" ".join(sys.argv[1:] if argv is None else argv),
+                  train_images=len(ty), held_out_images=len(vy), window=series.WINDOW, target=series.TARGET,
                   seeds="copy k of recipe i: torch.manual_seed and the data generator at 7000 + 97 * i, then K copies from one draw")
     with open(out / f"log_{args.w}.txt", "a") as logf:
         def log(msg):
@@ -253,7 +264,7 @@ def main(argv=None):
             counts = run(cfg, args.copies, seed, dev, tx, ty, vx, vy, log=log)
             last = time.time() - t0
             rec = summary(cfg, counts, seed, last, len(vy))
-            report.write_json(rec, out / "runs" / f"{cfg['name']}.json")
+            records.write_json(rec, out / "runs" / f"{cfg['name']}.json")
             write_record(out, header)
             log(f"{cfg['name']}: {rec['params']:,} params, mean of minimums {rec['mean_min5']:.3f}%, "
                 f"{rec['at_bar']} / {rec['copies']} at the bar, worst {rec['worst']:.2f}%, {last:.0f} s")

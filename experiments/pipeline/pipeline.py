@@ -1,13 +1,15 @@
-"""Input-pipeline benchmark: the same Model_3 training steps fed by
+"""History: a finished comparison, kept runnable as it ran; its record lies beside this file.
+
+Input-pipeline benchmark: the same Model_3 training steps fed by
 
   (a) the seed-style pipeline: torchvision MNIST + RandomAffine/ToTensor/Normalize + DataLoader
       (shuffle, 2 workers), and
   (b) this project's Loader: MNIST held as tensors on the device, rotated and shifted per batch there.
 
 Both run in one process, alternating, several repeats; it prints images/second for each, the
-ratio b/a and the hardware, and writes them to results/benchmark.json (or --out).
+ratio b/a and the hardware, and writes them to experiments/pipeline/benchmark.json (or --out).
 
-    python benchmarks/pipeline.py [--batches 200] [--repeats 3] [--device auto]
+    python experiments/pipeline/pipeline.py [--batches 200] [--repeats 3] [--device auto]
 """
 import argparse
 import os
@@ -17,17 +19,16 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
+from torchvision import datasets, transforms
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-import report  # noqa: E402
+import records  # noqa: E402
 import utils  # noqa: E402
 from model import Model_3  # noqa: E402
 
 
 def seed_style_loader(root, batch_size, workers, degrees=7.0, translate=0.0):
-    from torchvision import datasets, transforms
     tf = transforms.Compose([transforms.RandomAffine(degrees, translate=(translate, translate) if translate else None,
                                                      fill=0), transforms.ToTensor(),
                              transforms.Normalize((utils.MEAN,), (utils.STD,))])
@@ -47,17 +48,15 @@ def timed_steps(model, optimizer, batches, device, n):
         if i == n:
             break
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        optimizer.zero_grad(set_to_none=True)
-        F.nll_loss(model(x), y).backward()
-        optimizer.step()
+        utils.train_step(model, x, y, optimizer)
     if device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - start
 
 
 def hardware(device):
-    cpu = f"{report.device_name('cpu')}"
-    return cpu if device.type == "cpu" else f"{report.device_name(device)} + {cpu}"
+    cpu = f"{records.device_name('cpu')}"
+    return cpu if device.type == "cpu" else f"{records.device_name(device)} + {cpu}"
 
 
 def main(argv=None):
@@ -70,7 +69,7 @@ def main(argv=None):
     p.add_argument("--degrees", type=float, default=7.0, help="rotation range, as in Step 3")
     p.add_argument("--translate", type=float, default=0.05, help="shift range, as in Step 3")
     p.add_argument("--data-dir", help="folder holding MNIST/raw (default: $MNIST_DATA_DIR, else ./data)")
-    p.add_argument("--out", default=str(ROOT / "results" / "benchmark.json"))
+    p.add_argument("--out", default=str(Path(__file__).resolve().parent / "benchmark.json"))
     args = p.parse_args(argv)
     if args.batches < 1 or args.repeats < 1:
         p.error("--batches and --repeats must be at least 1")
@@ -91,7 +90,7 @@ def main(argv=None):
         print(f"repeat {r + 1}: (a) {times['a'][-1]:.2f} s  (b) {times['b'][-1]:.2f} s", flush=True)
     images = args.batches * args.batch_size
     a_rate, b_rate = (images / statistics.median(times[k]) for k in ("a", "b"))
-    result = dict(report.provenance(device), hardware=hardware(device), degrees=args.degrees,
+    result = dict(records.provenance(device), hardware=hardware(device), degrees=args.degrees,
                   translate=args.translate, batches=args.batches, batch_size=args.batch_size, repeats=args.repeats,
                   workers=args.workers, a_seconds=times["a"], b_seconds=times["b"],
                   a_images_per_s=a_rate, b_images_per_s=b_rate, ratio=b_rate / a_rate)
@@ -99,7 +98,7 @@ def main(argv=None):
     print(f"(a) torchvision transforms + DataLoader({args.workers} workers): {a_rate:,.0f} images/s")
     print(f"(b) tensors on {device.type} + batched rotation and shift:  {b_rate:,.0f} images/s")
     print(f"ratio b/a: {result['ratio']:.2f}x")
-    report.write_json(result, args.out)
+    records.write_json(result, args.out)
     print(f"wrote {os.path.relpath(args.out, ROOT)}")
     return 0
 

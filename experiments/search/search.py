@@ -1,24 +1,26 @@
-"""Step 3 recipes compared on held-out digits, one CPU process per run: the pre-declared search
+"""History: a finished experiment, kept runnable as it ran (its plans are done; their records lie
+beside this file).
+
+Step 3 recipes compared on held-out digits, one CPU process per run: the pre-declared search
 for a smaller Model_3, its confirmation, and the ablation of the adopted recipe
 (docs/search-plan.md states the candidates, the seeds and the rules before any of them ran).
 
-    python benchmarks/search.py search      # every candidate and the present recipe, seeds 200-207
-    python benchmarks/search.py confirm     # the search's pick and the present recipe, seeds 208-215
-    python benchmarks/search.py ablation    # the adopted recipe, each ingredient left out, seeds 200-207
-    python benchmarks/search.py list        # the recipes: parameters, receptive field, settings
+    python experiments/search/search.py search      # every candidate and the present recipe, seeds 200-207
+    python experiments/search/search.py confirm     # the search's pick and the present recipe, seeds 208-215
+    python experiments/search/search.py ablation    # the adopted recipe, each ingredient left out, seeds 200-207
+    python experiments/search/search.py list        # the recipes: parameters, receptive field, settings
 
 Every run trains as the Step 3 notebook does, with utils.py's loaders (holdout=10000: train on
 the first 50,000 training images, score the last 10,000 after every epoch), make_optimizer,
-make_ema and fit, and is judged by its minimum held-out accuracy over the last utils.WINDOW
+make_ema and fit, and is judged by its minimum held-out accuracy over the last series.WINDOW
 epochs.  Runs go two at a time (--jobs), one CPU thread each, each in a process of its own;
 each writes runs/search/NAME/seed_S.json when it ends, so a plan stopped midway goes on where
-it stopped.  When every run of a plan is there, benchmarks/PLAN.json is written whole from
+it stopped.  When every run of a plan is there, experiments/search/PLAN.json is written whole from
 them: the plan, the code that ran, every run's held-out accuracy per epoch and the summary.
 """
 import argparse
 import inspect
 import json
-import math
 import os
 import subprocess
 import sys
@@ -29,15 +31,18 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 import model  # noqa: E402
+import plots  # noqa: E402
+import records  # noqa: E402
 import report  # noqa: E402
+import series  # noqa: E402
 import utils  # noqa: E402
 
 HOLDOUT = 10000
 RUNS = ROOT / "runs" / "search"  # one file per run, so that a plan stopped midway goes on
-RECORDS = ROOT / "benchmarks"     # where each plan's record is written
+RECORDS = Path(__file__).resolve().parent  # where each plan's record is written
 
 
 # ----------------------------------------------------------------------------- the nets
@@ -55,10 +60,23 @@ def same(c_out, drop=False):
 
 POOL = "pool"  # a 2x2 max-pool
 
+def arch_of(net):
+    """The architecture list of a model of model.py (its ConvBlocks and pools, up to the head)."""
+    arch = []
+    for layer in net:
+        if isinstance(layer, nn.MaxPool2d):
+            arch.append(POOL)
+        elif isinstance(layer, model.ConvBlock):
+            c = layer[0]
+            arch.append(conv(c.out_channels, c.kernel_size[0], c.padding[0],
+                             any(isinstance(m, nn.Dropout) for m in layer)))
+        elif isinstance(layer, nn.AdaptiveAvgPool2d):
+            break
+    return arch
+
+
 ARCHS = {
-    # Model_3 (model.py) as a list: build(ARCHS["model_3"]) is Model_3, weight for weight
-    "model_3": [conv(8), conv(12), conv(16), POOL, conv(8, 1, drop=True), conv(12, drop=True),
-                conv(16, drop=True), conv(14)],
+    "model_3": arch_of(model.Model_3()),  # build(ARCHS["model_3"]) is Model_3, weight for weight
     # Model_3 without its third conv at full resolution (half its multiply-adds), block 2 as before
     "slim": [conv(8), conv(12), POOL, conv(8, 1, drop=True), conv(12, drop=True), conv(16, drop=True),
              conv(14)],
@@ -86,11 +104,9 @@ def build(arch, bn=True, dropout=0.0):
 
 # ----------------------------------------------------------------------------- the recipes
 
-# The Step 3 notebook's recipe (tests/test_search.py checks it against the notebook's parameters)
-PRESENT = dict(epochs=15, batch_size=128, degrees=7.0, translate=0.05, dropout=0.05, optimizer="sgd",
-               lr=0.2, momentum=0.9, nesterov=True, weight_decay=0.0, schedule="onecycle", pct_start=0.3,
-               final_div_factor=100, ema_decay=0.998)
-# The shape of the small public runs' training: batches of 64, a learning rate that peaks early and
+# Step 3's recipe (series.py), as the search ran it (every run below adds channels_last)
+PRESENT = {k: v for k, v in series.STEP3.items() if k != "channels_last"}
+# A second training to try: batches of 64, a learning rate that peaks early and
 # is low for the last third, rotation with shift and zoom, dropout of at most 0.01
 LOW_EARLY = dict(PRESENT, batch_size=64, degrees=8.0, translate=0.05, scale=0.05, dropout=0.01, lr=0.1,
                  schedule="piecewise", lr_points=[[0, 0.01], [2 / 15, 0.1], [9 / 15, 0.01], [1, 0.0]])
@@ -109,10 +125,10 @@ RECIPES = {
 RECIPES = {name: (arch, dict(recipe, channels_last=True)) for name, (arch, recipe) in RECIPES.items()}
 
 # The ablation of an adopted recipe: each ingredient of Step 3 left out in turn.  "no_schedule"
-# trains at Steps 1-2's constant 0.01 with the same momentum (fallback, used only if that run
-# diverges: 0.005); "no_batch_norm" builds plain convs with biases, as in Step 2.
+# trains at Steps 1-2's constant 0.01 with the same momentum; "no_batch_norm" builds plain convs
+# with biases, as in Step 2.
 ABLATION = ("full", "no_batch_norm", "no_dropout", "no_augmentation", "no_schedule", "no_weight_average")
-CONSTANT_LR, CONSTANT_LR_FALLBACK = 0.01, 0.005
+CONSTANT_LR = 0.01
 
 
 def ablated(name, leave_out):
@@ -125,10 +141,10 @@ def ablated(name, leave_out):
         recipe["dropout"] = 0.0
     elif leave_out == "no_augmentation":
         recipe.update(degrees=0.0, translate=0.0, **({"scale": 0.0} if "scale" in recipe else {}))
-    elif leave_out in ("no_schedule", "no_schedule_fallback"):
+    elif leave_out == "no_schedule":
         for key in ("pct_start", "final_div_factor", "lr_points"):
             recipe.pop(key, None)
-        recipe.update(schedule="constant", lr=CONSTANT_LR if leave_out == "no_schedule" else CONSTANT_LR_FALLBACK)
+        recipe.update(schedule="constant", lr=CONSTANT_LR)
     elif leave_out == "no_weight_average":
         recipe["ema_decay"] = 0.0
     elif leave_out != "full":
@@ -143,23 +159,8 @@ SEARCH_SEEDS, CONFIRM_SEEDS = list(range(200, 208)), list(range(208, 216))
 
 def summarize(runs, baseline="present"):
     """Per recipe: mean of the per-seed minimums, the paired difference from the baseline on the
-    same seeds with its standard error, seeds at the bar, worst seed (all as whole digits)."""
-    bar = math.ceil(utils.TARGET * HOLDOUT / 100)
-    lows = {name: {seed: min(r["correct"][-utils.WINDOW:]) for seed, r in by_seed.items()}
-            for name, by_seed in runs.items()}
-    out = {}
-    for name, low in lows.items():
-        row = dict(seeds=sorted(int(s) for s in low), mean_min=100 * sum(low.values()) / len(low) / HOLDOUT,
-                   at_bar=sum(v >= bar for v in low.values()), worst=100 * min(low.values()) / HOLDOUT)
-        base = lows.get(baseline, {})
-        paired = [low[s] - base[s] for s in low if s in base]
-        if name != baseline and len(paired) > 1:
-            mean = sum(paired) / len(paired)
-            sd = math.sqrt(sum((d - mean) ** 2 for d in paired) / (len(paired) - 1))
-            row.update(paired_diff=100 * mean / HOLDOUT, paired_se=100 * sd / math.sqrt(len(paired)) / HOLDOUT,
-                       paired_seeds=len(paired))
-        out[name] = row
-    return out
+    same seeds with its standard error, seeds at the bar, worst seed (report.summarize)."""
+    return report.summarize(runs, baseline, HOLDOUT)
 
 
 def pick(search):
@@ -203,7 +204,7 @@ def plan_runs(plan, records=RECORDS):
 def load(plan, records=RECORDS):
     path = Path(records) / f"{plan}.json"
     if not path.is_file():
-        raise SystemExit(f"{path} is not there yet: run `python benchmarks/search.py {plan}` first")
+        raise SystemExit(f"{path} is not there yet: run `python experiments/search/search.py {plan}` first")
     return json.loads(path.read_text())
 
 
@@ -234,8 +235,8 @@ def run_fingerprint():
     and the training), as one fingerprint: a run file made by other such code is not reused."""
     source = "\n".join(inspect.getsource(f) for f in (conv, same, build, ablated, train))
     constants = dict(ARCHS=ARCHS, RECIPES=RECIPES, HOLDOUT=HOLDOUT, CONSTANT_LR=CONSTANT_LR,
-                     CONSTANT_LR_FALLBACK=CONSTANT_LR_FALLBACK)
-    return report.fingerprint(source + "".join(f"\n{k} = {v!r}" for k, v in constants.items()))
+                     CONSTANT_LR_FALLBACK=0.005)  # the plan's fallback (never needed), as the runs named it
+    return records.fingerprint(source + "".join(f"\n{k} = {v!r}" for k, v in constants.items()))
 
 
 def run_path(runs, label, seed, plan, of=None):
@@ -260,25 +261,25 @@ def run_one(args):
     correct = [round(a * HOLDOUT / 100) for a in history.get("test_acc", [])]
     record = dict(label=args.label, arch=arch, batch_norm=bn, seed=args.seed, params=params,
                   receptive_field=rf, settings=settings, history=history, correct=correct,
-                  seconds=round(time.perf_counter() - start, 1), **report.provenance("cpu"),
-                  run_fingerprint=run_fingerprint(), script_fingerprint=report.fingerprint(Path(__file__)))
-    report.write_json(record, Path(args.out))
+                  seconds=round(time.perf_counter() - start, 1), **records.provenance("cpu"),
+                  run_fingerprint=run_fingerprint(), probe=records.probe("Model_3", RECIPES["present"][1]))
+    records.write_json(record, Path(args.out))
     return 0
 
 
 # ----------------------------------------------------------------------------- a plan
 
-def run_plan(plan, jobs=2, data_dir=None, train_subset=None, runs_dir=RUNS, records=RECORDS, epochs=None, log=print):
+def run_plan(plan, jobs=2, data_dir=None, train_subset=None, runs_dir=RUNS, records_dir=RECORDS, epochs=None,
+             log=print):
     """Every run of a plan not yet done (two at a time, one thread each), then its record."""
-    runs, described = plan_runs(plan, records)
+    runs, described = plan_runs(plan, records_dir)
     of = described.get("adopted")
-    here = (report.code_fingerprints(ROOT), run_fingerprint())
 
-    def done(path):
+    def done(path):  # a run file of this script's runs, by code that computes as this checkout's
         if not path.is_file():
             return False
         r = json.loads(path.read_text())
-        return (r["code_fingerprint"], r["run_fingerprint"]) == here
+        return r["run_fingerprint"] == run_fingerprint() and "probe" in r and not records.probe_differs(r["probe"])
 
     def start(item):
         label, arch, recipe, bn, seed = item
@@ -301,42 +302,31 @@ def run_plan(plan, jobs=2, data_dir=None, train_subset=None, runs_dir=RUNS, reco
     log(f"== {plan}: {len(runs)} runs, {len(runs) - len(todo)} already done, {jobs} at a time")
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         list(pool.map(start, todo))
-    if plan == "ablation":  # the declared fallback, only for a constant-lr run that diverged
-        diverged = [item for item in runs if item[0] == "no_schedule"
-                    and "diverged" in json.loads(run_path(runs_dir, "no_schedule", item[4], plan).read_text())["history"]]
-        if diverged:
-            log(f"no_schedule diverged on {len(diverged)} seeds: all of them again at lr {CONSTANT_LR_FALLBACK}")
-            fallback = [("no_schedule_fallback", *ablated(of, "no_schedule_fallback"), s) for s in SEARCH_SEEDS]
-            with ThreadPoolExecutor(max_workers=jobs) as pool:
-                list(pool.map(start, fallback))
-            runs += fallback
-            described["recipes"] = list(ABLATION) + ["no_schedule_fallback"]
-    return write_plan_record(plan, runs, described, runs_dir, records)
+    return write_plan_record(plan, runs, described, runs_dir, records_dir)
 
 
 def write_plan_record(plan, runs, described, runs_dir=RUNS, records_dir=RECORDS):
     """benchmarks/PLAN.json, whole, from the run files of the plan."""
-    records = {}
+    runs_of = {}
     for label, arch, recipe, bn, seed in runs:
         r = json.loads(run_path(runs_dir, label, seed, plan, described.get("adopted")).read_text())
-        records.setdefault(label, {})[str(seed)] = r  # JSON keys: seeds as text
-    diverged = {n: [s for s, r in by.items() if "diverged" in r["history"]] for n, by in records.items()}
-    finished = {n: {s: r for s, r in by.items() if s not in diverged[n]} for n, by in records.items()}
-    first = next(iter(next(iter(records.values())).values()))
+        runs_of.setdefault(label, {})[str(seed)] = r  # JSON keys: seeds as text
+    diverged = {n: [s for s, r in by.items() if "diverged" in r["history"]] for n, by in runs_of.items()}
+    finished = {n: {s: r for s, r in by.items() if s not in diverged[n]} for n, by in runs_of.items()}
+    first = next(iter(next(iter(runs_of.values())).values()))
     out = dict(
         what=f"benchmarks/search.py {plan}: Step 3 recipes on held-out digits (train on the first "
              f"{60000 - HOLDOUT:,} training images, score the last {HOLDOUT:,}), one CPU process per run",
-        plan=plan, **described, window=utils.WINDOW, target=utils.TARGET, held_out_images=HOLDOUT,
-        script="benchmarks/search.py", run_fingerprint=first["run_fingerprint"],
-        script_fingerprint=report.fingerprint(Path(__file__)),
-        code_fingerprint=first["code_fingerprint"], git_commit=first["git_commit"],
-        git_commits=sorted({r["git_commit"] for by in records.values() for r in by.values()}),  # of every run
-        code_as_committed=first["code_as_committed"], torch=first["torch"], device=first["device"],
+        plan=plan, **described, window=series.WINDOW, target=series.TARGET, held_out_images=HOLDOUT,
+        script="experiments/search/search.py", run_fingerprint=first["run_fingerprint"],
+        git_commit=first["git_commit"],
+        git_commits=sorted({r["git_commit"] for by in runs_of.values() for r in by.values()}),  # of every run
+        torch=first["torch"], device=first["device"],
         threads=first["threads"],
         recipe_settings={n: dict(arch=next(iter(by.values()))["arch"], batch_norm=next(iter(by.values()))["batch_norm"],
-                         settings=next(iter(by.values()))["settings"]) for n, by in records.items()},
-        params={n: next(iter(by.values()))["params"] for n, by in records.items()},
-        receptive_field={n: next(iter(by.values()))["receptive_field"] for n, by in records.items()},
+                         settings=next(iter(by.values()))["settings"]) for n, by in runs_of.items()},
+        params={n: next(iter(by.values()))["params"] for n, by in runs_of.items()},
+        receptive_field={n: next(iter(by.values()))["receptive_field"] for n, by in runs_of.items()},
         diverged={n: v for n, v in diverged.items() if v},
         runs={n: {s: dict(correct=r["correct"], test_acc=r["history"].get("test_acc"), seconds=r["seconds"])
                   for s, r in by.items()} for n, by in finished.items()},
@@ -344,12 +334,12 @@ def write_plan_record(plan, runs, described, runs_dir=RUNS, records_dir=RECORDS)
                           baseline="full" if plan == "ablation" else "present"))
     if plan == "confirm":
         out["adopted"], out["sixteen_seeds"] = adopted(load("search", records_dir), out)
-    same = {(r["code_fingerprint"]["model.py"], r["code_fingerprint"]["utils.py"], r["run_fingerprint"])
-            for by in records.values() for r in by.values()}
-    if len(same) != 1:
+    if len({r["run_fingerprint"] for by in runs_of.values() for r in by.values()}) != 1:
         raise RuntimeError(f"the runs of {plan} were made by different code: re-run the stale ones")
-    report.write_json(out, Path(records_dir) / f"{plan}.json")
-    report.plot_plan(out, Path(records_dir) / f"{plan}.png")
+    base = "full" if plan == "ablation" else "present"
+    out["probes"] = {base: records.probe("Model_3", out["recipe_settings"][base]["settings"])}
+    records.write_json(out, Path(records_dir) / f"{plan}.json")
+    plots.plot_plan(out, Path(records_dir) / f"{plan}.png")
     return out
 
 
@@ -371,7 +361,7 @@ def main(argv=None):
         q.add_argument("--train-subset", type=int, help="train on the first N images (smoke checks only)")
         q.add_argument("--epochs", type=int, help="train every run this many epochs (smoke checks only)")
         q.add_argument("--runs", default=str(RUNS), help="folder of the run files (default: runs/search)")
-        q.add_argument("--records", default=str(RECORDS), help="folder of the plans' records (default: benchmarks)")
+        q.add_argument("--records", default=str(RECORDS), help="folder of the plans' records (default: beside this script)")
     sub.add_parser("list")
     one = sub.add_parser("one")
     one.add_argument("plan", choices=["search", "confirm", "ablation"])
