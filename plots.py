@@ -297,7 +297,8 @@ def plot_plan(record, path=None):
     ax.set(ylabel=f"points against the {'whole' if base == 'full' else 'present'} recipe, same seed",
            title=f"{record['plan']}: each seed's minimum over the last {window} epochs, held-out digits")
     ax.grid(alpha=0.3, axis="y")
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    if labelled:
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
     return save_figure(fig, path)
 

@@ -4,6 +4,7 @@ computation; kept so that anyone can see how those fields were made.
 
     python experiments/records_history.py BEFORE   # BEFORE: the last commit whose records named fingerprints
     python experiments/records_history.py vouch REF_DIR BEFORE   # then, after the series re-run
+    python experiments/records_history.py earlier  # only docs/records/earlier_runs.json
 
 For each record that names the fingerprints of model.py and utils.py (the scheme before probes),
 it checks that they are the fingerprints of those files at BEFORE, then adds the probe of the
@@ -30,10 +31,15 @@ import records  # noqa: E402
 import run_notebooks  # noqa: E402
 import series  # noqa: E402
 
-# The earlier records the texts cite: (commit, path)
-EARLIER = [("c3cbf16", "results/seeds.json"), ("8489e00", "results/seeds.json"), ("0d74342", "results/seeds.json"),
-           ("5b9b423", "results/seeds.json"), ("5666ce9", "results/seeds.json"), ("e421a99", "results/holdout.json"),
-           ("bd1275e", "results/holdout.json"), ("3deddb1", "results/holdout.json")]
+# The earlier records the texts cite: (commit, path, what it was)
+EARLIER = [("c3cbf16", "results/seeds.json", "first recipe, test seeds"),
+           ("8489e00", "results/seeds.json", "momentum fixed, test seeds"),
+           ("0d74342", "results/seeds.json", "peak 0.2, test seeds"),
+           ("5b9b423", "results/seeds.json", "shift 0.05, test seeds, Xeon"),
+           ("5666ce9", "results/seeds.json", "shift 0.05, test seeds, EPYC, before the freeze"),
+           ("e421a99", "results/holdout.json", "first recipe, held-out seeds 101-104"),
+           ("bd1275e", "results/holdout.json", "peak 0.2, held-out seeds 111-114"),
+           ("3deddb1", "results/holdout.json", "shift 0.05, held-out seeds 111-114, Xeon")]
 # An earlier README that states how the first recipe was chosen: (commit, the words)
 FIRST_RECIPE_SAID = ("8b5ce8b", "whose settings had been chosen, and its seeds 1 to 5 seen, on the test set")
 
@@ -103,14 +109,19 @@ def main(before):
                                                             seeds["git_commit"]], cwd=ROOT).returncode == 0)
     seeds["git_commits"] = [seeds["git_commit"]]
     records.write_json(seeds, ROOT / "results" / "seeds.json")
+    write_earlier()
+
+
+def write_earlier():
+    """docs/records/earlier_runs.json from the commits that made those records."""
     earlier = []
-    for commit, path in EARLIER:
+    for commit, path, role in EARLIER:
         old = json.loads(show(commit, path))
-        earlier.append(dict(commit=git("rev-parse", commit).strip(), path=path, device=old["device"],
+        earlier.append(dict(role=role, commit=git("rev-parse", commit).strip(), path=path, device=old["device"],
                             seeds=[r["seed"] for r in old["seeds"]], min_last=[r["min_last"] for r in old["seeds"]],
                             summary=settings_summary(old["settings"]), settings=old["settings"]))
     said = " ".join(show(FIRST_RECIPE_SAID[0], "README.md").split())
-    records.write_json(dict(
+    return records.write_json(dict(
         what="Seeds and held-out records of earlier Step 3 recipes, read from the commits that made them "
              "(experiments/records_history.py)", records=earlier,
         first_recipe_said=dict(commit=git("rev-parse", FIRST_RECIPE_SAID[0]).strip(), path="README.md",
@@ -132,4 +143,6 @@ def vouch(ref_dir, before):
 if __name__ == "__main__":
     if sys.argv[1] == "vouch":
         sys.exit(vouch(sys.argv[2], sys.argv[3]))
+    if sys.argv[1] == "earlier":
+        sys.exit(write_earlier() and 0)
     main(sys.argv[1])

@@ -139,7 +139,7 @@ def test_a_probe_sees_a_change_to_what_the_code_computes(change, fresh_probes, m
     else:
         make = utils.make_optimizer
         monkeypatch.setattr(utils, "make_optimizer", lambda model, recipe, steps:
-                            make(model, dict(recipe, pct_start=0.25), steps))
+                            make(model, dict(recipe, pct_start=0.5), steps))
     why = records.probe_differs(kept)
     assert why and "kept" in why and "now" in why
 
