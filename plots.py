@@ -156,11 +156,13 @@ def plot_confusion(model, loader, title, path=None):
     errors.fill_diagonal_(0)
     total, n = int(errors.sum()), int(counts.sum())
     fig, ax = plt.subplots(figsize=(6.2, 5))
-    ax.imshow(errors, cmap="Reds", vmin=0, vmax=max(1, int(errors.max())))
+    top = max(1, int(errors.max()))
+    ax.imshow(errors, cmap="Reds", vmin=0, vmax=top)
     for t in range(10):
         for p in range(10):
             if t != p and errors[t, p]:
-                ax.text(p, t, str(int(errors[t, p])), ha="center", va="center", fontsize=8)
+                ax.text(p, t, str(int(errors[t, p])), ha="center", va="center", fontsize=8,
+                        color="white" if errors[t, p] > top / 2 else "black")
     ax.set_xticks(range(10))
     ax.set_yticks(range(10), [f"{t}  ({int(errors[t].sum())} wrong)" for t in range(10)])
     ax.set(xlabel="predicted digit", ylabel="true digit  (errors of each)",

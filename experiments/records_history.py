@@ -1,5 +1,5 @@
 """History: how the records made before probes existed came to keep a probe and their own history.
-It ran once, in a full clone, before any code of the refactor that added probes changed a
+It ran once (then `vouch` once, after the series re-run), in a full clone, before any code of the refactor that added probes changed a
 computation; kept so that anyone can see how those fields were made.
 
     python experiments/records_history.py BEFORE   # BEFORE: the last commit whose records named fingerprints

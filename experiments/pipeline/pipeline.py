@@ -1,4 +1,4 @@
-"""History: a finished comparison, kept runnable as it ran; its record lies beside this file.
+"""History: a finished comparison, kept runnable; its record lies beside this file.
 
 Input-pipeline benchmark: the same Model_3 training steps fed by
 

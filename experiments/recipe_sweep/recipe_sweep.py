@@ -1,6 +1,6 @@
 """Step 3 recipes on held-out digits, many seeds at once: K copies of a recipe train as one
 grouped net (a GPU tool: on a CPU, separate runs of experiments/search/search.py are faster per copy).
-History: a finished experiment, kept runnable as it ran; its record lies beside this file.
+History: a finished experiment, kept runnable; its record lies beside this file.
 
 Every conv is Conv2d(K*c_in, K*c_out, groups=K), so group k is copy k, with its own initial
 weights, data order, augmentation and dropout; batch norm, the optimizer and the weight average

@@ -1,4 +1,4 @@
-"""History: a finished experiment, kept runnable as it ran (its plans are done; their records lie
+"""History: a finished experiment, kept runnable (its plans are done; their records lie
 beside this file).
 
 Step 3 recipes compared on held-out digits, one CPU process per run: the pre-declared search
@@ -315,7 +315,7 @@ def write_plan_record(plan, runs, described, runs_dir=RUNS, records_dir=RECORDS)
     finished = {n: {s: r for s, r in by.items() if s not in diverged[n]} for n, by in runs_of.items()}
     first = next(iter(next(iter(runs_of.values())).values()))
     out = dict(
-        what=f"benchmarks/search.py {plan}: Step 3 recipes on held-out digits (train on the first "
+        what=f"experiments/search/search.py {plan}: Step 3 recipes on held-out digits (train on the first "
              f"{60000 - HOLDOUT:,} training images, score the last {HOLDOUT:,}), one CPU process per run",
         plan=plan, **described, window=series.WINDOW, target=series.TARGET, held_out_images=HOLDOUT,
         script="experiments/search/search.py", run_fingerprint=first["run_fingerprint"],
