@@ -328,26 +328,16 @@ def sweep_table(s):
 
 
 def performance(root):
-    """The finished pipeline comparison and the whole series' time, from their records."""
-    lines = []
-    bench = Path(root) / "experiments" / "pipeline" / "benchmark.json"
-    if bench.is_file():
-        b = json.loads(bench.read_text())
-        lines += [f"The input pipeline (experiments/pipeline/pipeline.py, a finished comparison): the same Model_3 "
-                  f"training steps (weights in the default layout), {b['batches']} batches of {b['batch_size']}, in "
-                  f"turns, {b['repeats']} repeats, median, on {b['hardware']}, {threads(b)}. Fed by torchvision's "
-                  f"transforms and a DataLoader with {b['workers']} workers: {b['a_images_per_s']:,.0f} images/s; by this "
-                  f"project's loader (the images held as tensors, each batch rotated and shifted in one grid_sample "
-                  f"call): {b['b_images_per_s']:,.0f} images/s, **{b['ratio']:.2f}x** as fast.", ""]
+    """The whole series' time, from its record."""
     series_ = Path(root) / "results" / "series.json"
-    if series_.is_file():
-        s = json.loads(series_.read_text())
-        per = ", ".join(f"step {k} {v:.0f} s" for k, v in s["notebooks"].items())
-        lines += [f"The whole series, `python run_notebooks.py`, on {s['device']}, {threads(s)}: "
-                  f"**{s['total_seconds']:.0f} s** ({s['total_seconds'] / 60:.1f} minutes: {per}). These times "
-                  f"count each notebook's whole papermill run (kernel start, imports, data, layer tables, plots, the "
-                  f"record's probe); the steps' Result blocks count the epochs' training and scoring.", ""]
-    return "\n".join(lines)
+    if not series_.is_file():
+        return ""
+    s = json.loads(series_.read_text())
+    per = ", ".join(f"step {k} {v:.0f} s" for k, v in s["notebooks"].items())
+    return (f"The whole series, `python run_notebooks.py`, on {s['device']}, {threads(s)}: "
+            f"**{s['total_seconds']:.0f} s** ({s['total_seconds'] / 60:.1f} minutes: {per}). These times "
+            f"count each notebook's whole papermill run (kernel start, imports, data, layer tables, plots, the "
+            f"record's probe); the steps' Result blocks count the epochs' training and scoring.\n")
 
 
 def render_readme(text, root=ROOT, up=""):
