@@ -307,8 +307,9 @@ def make_optimizer(model, recipe, steps_per_epoch):
 
 
 def place(model, device, channels_last=False):
-    """The model on the device, its weights in the channels-last layout if asked for (faster
-    convolutions on CPUs; the activations follow the weights' layout)."""
+    """The model on the device, its weights in the channels-last layout if asked for (the
+    activations follow the weights' layout; it changes the order of float sums and of dropout's
+    draws, so it is part of the recipe)."""
     return model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
 
 
