@@ -175,6 +175,8 @@ def test_the_steps_floors_come_from_their_sources():
 def test_each_target_follows_from_the_step_before():
     t2, t3 = text_of(2, "target"), text_of(3, "target")
     assert f"{end_gap(1):.2f} points" in t2 and end_gap(1) > end_gap(2) > 0
+    spread = max(h(1, "test_acc")[-5:]) - min(h(1, "test_acc")[-5:])
+    assert f"{spread:.2f} points" in t2 and abs(spread - 0.2) < 0.05, "the margin is about Step 1's own spread"
     assert pct(min(h(1, "test_acc")[-5:])) in t2 and f"{rec(2)['params']:,}" in t2 and rec(2)["params"] < 8000
     fit2, fit1 = rec(2)["train_test"]["train_acc"], rec(1)["train_test"]["train_acc"]
     assert pct(fit2) in t3 and pct(fit1) in t3 and fit2 < fit1
