@@ -95,7 +95,7 @@ def readme_sections(root=ROOT, up=""):
     out["speed"] = speed_table(res / "speed.json")
     out["speed_search"] = speed_table(Path(root) / SEARCH / "speed.json", search=True)
     ladder = Path(root) / "benchmarks" / "ladder.json"
-    out["ladder"] = ladder_table(json.loads(ladder.read_text()), up) if ladder.is_file() else \
+    out["ladder"] = ladder_table(json.loads(ladder.read_text()), up, root) if ladder.is_file() else \
         "_Not run yet: `python benchmarks/ladder.py`._\n"
     for plan in ("search", "confirm", "ablation"):
         path = Path(root) / SEARCH / f"{plan}.json"
@@ -148,14 +148,18 @@ def plan_table(rec, up=""):
     return "\n".join(lines) + "\n"
 
 
-def ladder_table(rec, up=""):
+def ladder_table(rec, up="", root="."):
     """The ladder's record as a table: each rung's mean of the per-seed minimums, seeds at the bar,
-    worst seed, the paired difference from the rung before, and its fit at the end of training."""
+    worst seed, the paired difference from the rung before, and its fit at the end of training.
+    The whole recipe's rung reuses another record's runs; the caption names where they ran."""
     n = len(rec["seeds"])
+    source = Path(root) / rec["whole_from"].split(":")[0]
+    elsewhere = json.loads(source.read_text())["device"] if source.is_file() else "a CPU this copy has no record of"
     lines = [f"{n} seeds ({rec['seeds'][0]}-{rec['seeds'][-1]}) per rung, each trained on "
              f"{rec['recipe_settings']['step1']['settings']['train_images']:,} training images and scored on the "
              f"{rec['held_out_images']:,} held out after every epoch; each seed judged by its minimum over the last "
-             f"{rec['window']} epochs. {rec['device']}, {threads(rec)} per run. Fit: the end-of-training accuracy in "
+             f"{rec['window']} epochs. {rec['device']}, {threads(rec)} per run, except the whole recipe's runs, which "
+             f"are the search's ({rec['whole_from'].split(':')[0]}) on {elsewhere}. Fit: the end-of-training accuracy in "
              f"eval mode on the training digits and on the held-out ones, mean over the seeds.", "",
              f"| Rung | Net | Params | Mean of the minimums | Seeds >= {rec['target']}% | Worst seed | "
              f"Paired difference from the rung before | Fit: train / held-out |", "|---|---|---:|---:|---:|---:|---:|---:|"]

@@ -79,16 +79,6 @@ def mins(record):
     return [r["min_last"] for r in record["seeds"]]
 
 
-def spread(step):
-    """How far apart the last five epochs' test accuracies lie."""
-    return max(h(step, "test_acc")[-5:]) - min(h(step, "test_acc")[-5:])
-
-
-def first_at_bar(step):
-    """The first epoch (from 1) at or above 99.40% test accuracy."""
-    return next(i for i, a in enumerate(h(step, "test_acc"), 1) if a >= BAR)
-
-
 def digits_below(record, seed):
     """Digits short of the 9,940 the bar asks for, at the seed's worst epoch of the last five."""
     row = next(r for r in record["seeds"] if r["seed"] == seed)
@@ -107,9 +97,10 @@ def present_16():
 
 CLAIMS = {
     1: [
-        ((pct(h(1, "test_acc")[0]),), lambda: h(1, "test_acc")[0] == min(h(1, "test_acc"))),
-        ((pct(max(h(1, "test_acc"))), "epoch 12", "99.05%"),
-         lambda: h(1, "test_acc").index(max(h(1, "test_acc"))) == 11 and max(h(1, "test_acc")) > 99.05),
+        ((pct(max(h(1, "test_acc"))), "epoch 12"), lambda: h(1, "test_acc").index(max(h(1, "test_acc"))) == 11),
+        # "about LeNet-5's 99.05%": the level, judged like LeNet-5's single figure, by the last five's mean
+        ((f"average {pct(sum(h(1, 'test_acc')[-5:]) / 5)}", "99.05%"),
+         lambda: abs(sum(h(1, "test_acc")[-5:]) / 5 - 99.05) < 0.1),
         (("13 of the 14",), lambda: falls(h(1, "train_loss")) == 13),
         (("epoch 7", "four times"), lambda: falls(h(1, "test_acc")[6:]) == 4),
         ((f"{min(h(1, 'test_acc')[-5:]):.2f}-{max(h(1, 'test_acc')[-5:]):.2f}%",
@@ -137,10 +128,8 @@ CLAIMS = {
         ((f"{h(2, 'test_loss')[14]:.4f}", "epoch 15"), lambda: h(2, "test_loss")[14] == min(h(2, "test_loss"))),
     ],
     3: [
-        ((f"{min(h(3, 'test_acc')[-5:]):.2f}-{max(h(3, 'test_acc')[-5:]):.2f}%", f"{rec(3)['params']:,}"),
+        ((f"{min(h(3, 'test_acc')[-5:]):.2f}-{max(h(3, 'test_acc')[-5:]):.2f}%",),
          lambda: min(h(3, "test_acc")[-5:]) >= BAR and rec(3)["params"] < 8000),
-        ((f"epoch {first_at_bar(3)}", pct(h(3, "test_acc")[first_at_bar(3) - 1])),
-         lambda: min(h(3, "test_acc")[first_at_bar(3) - 1:]) >= BAR),
         ((pct(rec(3)["train_test"]["train_acc"]), pct(rec(2)["train_test"]["train_acc"])),
          lambda: rec(3)["train_test"]["train_acc"] > rec(2)["train_test"]["train_acc"]),
         ((pct(h(3, "train_acc")[-1]),), lambda: h(3, "train_acc")[-1] < h(3, "test_acc")[-1]
@@ -149,10 +138,13 @@ CLAIMS = {
          lambda: held(mins(seeds())) == len(seeds()["seeds"]) == 20 and seeds()["freeze"]["ran_after_freeze"]
          and set(range(1, 15)) - set(seeds()["freeze"]["seeds_recorded_before"]) == {11, 12, 13, 14}
          and set(range(15, 21)).isdisjoint(seeds()["freeze"]["seeds_recorded_before"])),
-        ((f"span {spread(3):.2f} points (Step 2: {spread(2):.2f})",), lambda: spread(3) < spread(2)),
         ((f"{present_16()['at_bar']} of 16",
-          f"{experiment('confirm')['recipe_settings']['present']['settings']['train_images']:,} training images"),
+          f"{experiment('confirm')['recipe_settings']['present']['settings']['train_images']:,} training images",
+          f"{experiment('search')['summary']['present']['at_bar']} of 8 search seeds",
+          f"{experiment('confirm')['summary']['present']['at_bar']} of 8 confirmation seeds"),
          lambda: present_16()["seeds"] == list(range(200, 216))
+         and experiment("search")["summary"]["present"]["seeds"] == list(range(200, 208))
+         and experiment("confirm")["summary"]["present"]["seeds"] == list(range(208, 216))
          and experiment("confirm")["recipe_settings"]["present"]["settings"]["channels_last"] is seeds()["settings"]["channels_last"]),
     ],
 }
@@ -212,6 +204,16 @@ def at_chance(name):
     return out
 
 
+def ablation_change(name):
+    """How much wider the last five epochs' span is, and how much lower their best epoch, than the
+    whole recipe's, mean over the seeds (points)."""
+    runs = experiment("ablation")["runs"]
+    span = lambda r: max(r["test_acc"][-5:]) - min(r["test_acc"][-5:])
+    mean = lambda f, n: sum(f(r) for r in runs[n].values()) / len(runs[n])
+    best = lambda r: max(r["test_acc"][-5:])
+    return mean(span, name) - mean(span, "full"), mean(best, "full") - mean(best, name)
+
+
 def failed_on_every_seed(name):
     rec_ = experiment("ablation")
     return (len(rec_["diverged"].get(name, [])) + len(rec_["runs"].get(name, {})) == len(rec_["seeds"])
@@ -237,6 +239,10 @@ def test_step_3s_analysis_on_the_ablation_is_its_record():
     assert sync_docs.fixed(cost("no_augmentation")) in analysis and noise("no_augmentation") == "within"
     assert sync_docs.fixed(-cost("no_dropout")) in analysis and noise("no_dropout") == "within" and cost("no_dropout") < 0
     assert cost("no_schedule") > cost("no_weight_average") > cost("no_augmentation") > 0 > cost("no_dropout")
+    # No weight average costs mostly in the last five epochs' span, a constant 0.01 mostly in their level.
+    span_wa, level_wa = ablation_change("no_weight_average")
+    span_s, level_s = ablation_change("no_schedule")
+    assert span_wa > level_wa > 0 and level_s > span_s > 0
 
 
 def test_readme_on_the_ablation_is_its_record():
@@ -437,6 +443,18 @@ def fit(name):
     return sum(ends) / len(ends)
 
 
+def end_held(name):
+    """Mean end-of-training accuracy on the held-out digits."""
+    ends = [r["end"]["test_acc"] for r in ladder()["runs"][name].values()]
+    return sum(ends) / len(ends)
+
+
+def ladder_span(name):
+    """Mean over the seeds of the last five epochs' span (points)."""
+    runs = ladder()["runs"][name].values()
+    return sum(max(r["test_acc"][-5:]) - min(r["test_acc"][-5:]) for r in runs) / len(runs)
+
+
 def ladder_noise(name):
     row = ladder()["summary"][name]
     return "beyond noise" if abs(row["paired_diff"]) > 2 * row["paired_se"] else "within noise"
@@ -462,3 +480,11 @@ def test_step_2_and_3_analyses_on_the_ladder_are_its_record():
     assert ladder_noise("step2") in a2 and f"{fit('step2'):.2f}%" in a2 and f"{fit('step1'):.2f}%" in a2
     assert f"{sync_docs.fixed(s['step2_bn']['paired_diff'], sign=True)} +- {sync_docs.fixed(s['step2_bn']['paired_se'])} points" in a3
     assert f"({ladder_noise('step2_bn')})" in a3 and f"{fit('step2_bn'):.2f}%" in a3
+    assert f"{end_held('step1') - end_held('step2'):.3f} points lower" in a2 and end_held("step1") > end_held("step2")
+    assert f"({ladder_span('step2'):.2f} against {ladder_span('step1'):.2f} points)" in a2
+    assert ladder_span("step2") > ladder_span("step1")
+    w = s["whole"]
+    assert f"{sync_docs.fixed(w['paired_diff'], sign=True)} +- {sync_docs.fixed(w['paired_se'])} points" in a3
+    assert w["paired_diff"] > 2 * w["paired_se"]
+    assert f"from {ladder_span('step2_bn'):.2f} to {ladder_span('whole'):.2f}" in a3
+    assert ladder_span("whole") < ladder_span("step2_bn")
