@@ -18,11 +18,13 @@ import os
 import platform
 import subprocess
 import tempfile
+import urllib.request
 from pathlib import Path
 
 import torch
 
 import model as models
+import series
 import utils
 
 HERE = Path(__file__).resolve().parent
@@ -61,6 +63,20 @@ def write_json(data, path):
 
 def read_json(path):
     return json.loads(Path(path).read_text())
+
+
+def evidence(name, repo=None, root="."):
+    """One of the finished held-out records the notebooks cite (series.EVIDENCE: "ladder",
+    "ablation"), read from root; where it is not there (Colab fetches only the library), it is
+    downloaded first from the GitHub copy `repo` ("owner/name")."""
+    path = Path(root) / series.EVIDENCE[name]
+    if not path.is_file():
+        if not repo or repo == "OWNER/REPO":
+            raise RecordError(f"{series.EVIDENCE[name]} is not in {Path(root).resolve()}: run the notebook from the "
+                              f"repository's root, or set `repo` in the parameters cell to the GitHub copy to read it from")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        urllib.request.urlretrieve(f"https://raw.githubusercontent.com/{repo}/main/{series.EVIDENCE[name]}", path)
+    return read_json(path)
 
 
 def load_record(path):

@@ -3,6 +3,7 @@ the scores it judges, the layer and receptive-field tables.  Nothing here decide
 """
 import copy
 import math
+from decimal import ROUND_HALF_UP, Decimal
 
 from torchsummary import summary
 
@@ -112,3 +113,50 @@ def summarize(runs, baseline, images, window=series.WINDOW, target=series.TARGET
                        paired_seeds=len(paired))
         out[name] = row
     return out
+
+def fixed(value, places=3, sign=False):
+    """value to `places` decimals with halves rounded away from zero, as by hand (0.0375 -> 0.038):
+    the plans' figures are exact decimals (whole digits over 10,000 images) that a float holds
+    only nearly, so plain formatting would round some halves down and others up."""
+    text = str(Decimal(repr(value)).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP))
+    return ("+" + text if sign and not text.startswith("-") else text)
+
+
+MEASURES = {  # what a change does to the last `window` epochs of a held-out run, in points
+    "minimum": min,                                 # the bar's measure
+    "level": lambda acc: sum(acc) / len(acc),       # their mean: how high the run sits
+    "span": lambda acc: max(acc) - min(acc),        # their max - min: how unsettled it is
+}
+
+
+def changes(record, pairs, window=series.WINDOW):
+    """What each change does over a held-out record's seeds: for each (before, after) pair of its
+    recipes, the paired difference after - before on the seeds both finished, of each of MEASURES,
+    as (mean, standard error).  Counted in whole digits, so the figures are exact."""
+    images, out = record["held_out_images"], []
+    for before, after in pairs:
+        a, b = record["runs"].get(before, {}), record["runs"].get(after, {})
+        seeds = [s for s in a if s in b]
+        row = dict(before=before, after=after, seeds=len(seeds))
+        for name, measure in MEASURES.items():
+            d = [100 * (measure(b[s]["correct"][-window:]) - measure(a[s]["correct"][-window:])) / images for s in seeds]
+            mean = sum(d) / len(d)
+            se = math.sqrt(sum((x - mean) ** 2 for x in d) / (len(d) - 1) / len(d)) if len(d) > 1 else float("nan")
+            row[name] = (mean, se)
+        out.append(row)
+    return out
+
+
+def format_changes(record, pairs, window=series.WINDOW):
+    """changes() as a text table, one row per change; * marks a difference more than twice its
+    standard error (beyond noise)."""
+    name = lambda n: ("whole" if n == "full" else plan_label(record, n)) if record["plan"] == "ablation" else n
+    cell = lambda m, se: f"{fixed(m, sign=True)} +- {fixed(se)}{' *' if abs(m) > 2 * se else '  '}"
+    rows = changes(record, pairs, window)
+    width = max(len(f"{name(r['before'])} -> {name(r['after'])}") for r in rows)
+    lines = [f"{'change':<{width}}  seeds  {'minimum':<17}  {'level (mean)':<17}  span (max - min)",
+             f"{'':<{width}}         over the last {window} epochs, points; * beyond noise (> 2 standard errors)"]
+    for r in rows:
+        lines.append(f"{name(r['before']) + ' -> ' + name(r['after']):<{width}}  {r['seeds']:>5}  "
+                     + "  ".join(cell(*r[m]) for m in MEASURES))
+    return "\n".join(lines)

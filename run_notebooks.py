@@ -35,7 +35,7 @@ import records
 import series
 import sync_docs
 import utils
-from series import LIBRARY, NOTEBOOKS, TARGET, WINDOW
+from series import EVIDENCE, LIBRARY, NOTEBOOKS, TARGET, WINDOW
 
 ROOT = Path(__file__).resolve().parent
 EPOCH_LINE = re.compile(r"^epoch +\d+ \| lr .*$")
@@ -169,6 +169,9 @@ def execute(src, stage, parameters=None, on_line=echo_line, timeout=None, env=No
     raises NotebookFailed with the tail of the error when the notebook does not run to the end."""
     stage = Path(stage)
     for name in LIBRARY:  # the notebook imports the library from its working directory
+        shutil.copy2(ROOT / name, stage / name)
+    for name in EVIDENCE.values():  # and reads these records from there
+        (stage / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, stage / name)
     dst = stage / Path(src).name
     cmd = [sys.executable, "-c", DIE_WITH_RUNNER, str(os.getpid()),  # i.e. python -m papermill

@@ -8,6 +8,9 @@ NOTEBOOKS = {1: "Step1_Skeleton.ipynb", 2: "Step2_LightModel.ipynb", 3: "Step3_B
 MODELS = {1: "Model_1", 2: "Model_2", 3: "Model_3"}  # the class of model.py each step trains
 # What a notebook imports from its folder (the runner copies these beside it; Colab fetches them)
 LIBRARY = ("model.py", "utils.py", "series.py", "records.py", "report.py", "plots.py")
+# Finished held-out records that the Step 2 and 3 notebooks read (not re-run there); copied beside
+# the notebook like the library, with their folders
+EVIDENCE = {"ladder": "benchmarks/ladder.json", "ablation": "experiments/search/ablation.json"}
 
 # Steps 1 and 2: plain SGD with momentum at a constant learning rate, nothing to help the net
 PLAIN = dict(epochs=15, batch_size=128, optimizer="sgd", lr=0.01, momentum=0.9, nesterov=False,

@@ -6,7 +6,6 @@ generated sections are written from results/*.json, never by hand.
 import json
 import re
 import sys
-from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import nbformat
@@ -105,12 +104,7 @@ def readme_sections(root=ROOT, up=""):
 
 
 
-def fixed(value, places=3, sign=False):
-    """value to `places` decimals with halves rounded away from zero, as by hand (0.0375 -> 0.038):
-    the plans' figures are exact decimals (whole digits over 10,000 images) that a float holds
-    only nearly, so plain formatting would round some halves down and others up."""
-    text = str(Decimal(repr(value)).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP))
-    return ("+" + text if sign and not text.startswith("-") else text)
+fixed = report.fixed  # the plans' figures, rounded as by hand (report.py)
 
 
 def plan_table(rec, up=""):

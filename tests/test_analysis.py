@@ -12,6 +12,7 @@ import re
 import pytest
 
 import records
+import report
 import series
 import sync_docs
 from conftest import ROOT, doc, git, git_history, git_json, text_of, words
@@ -204,16 +205,6 @@ def at_chance(name):
     return out
 
 
-def ablation_change(name):
-    """How much wider the last five epochs' span is, and how much lower their best epoch, than the
-    whole recipe's, mean over the seeds (points)."""
-    runs = experiment("ablation")["runs"]
-    span = lambda r: max(r["test_acc"][-5:]) - min(r["test_acc"][-5:])
-    mean = lambda f, n: sum(f(r) for r in runs[n].values()) / len(runs[n])
-    best = lambda r: max(r["test_acc"][-5:])
-    return mean(span, name) - mean(span, "full"), mean(best, "full") - mean(best, name)
-
-
 def failed_on_every_seed(name):
     rec_ = experiment("ablation")
     return (len(rec_["diverged"].get(name, [])) + len(rec_["runs"].get(name, {})) == len(rec_["seeds"])
@@ -239,10 +230,12 @@ def test_step_3s_analysis_on_the_ablation_is_its_record():
     assert sync_docs.fixed(cost("no_augmentation")) in analysis and noise("no_augmentation") == "within"
     assert sync_docs.fixed(-cost("no_dropout")) in analysis and noise("no_dropout") == "within" and cost("no_dropout") < 0
     assert cost("no_schedule") > cost("no_weight_average") > cost("no_augmentation") > 0 > cost("no_dropout")
-    # No weight average costs mostly in the last five epochs' span, a constant 0.01 mostly in their level.
-    span_wa, level_wa = ablation_change("no_weight_average")
-    span_s, level_s = ablation_change("no_schedule")
-    assert span_wa > level_wa > 0 and level_s > span_s > 0
+    # Leaving out the weight average or the schedule widens the last five epochs' span beyond noise;
+    # most of the schedule's cost is in their level
+    no_wa, no_schedule = report.changes(experiment("ablation"), [("full", "no_weight_average"), ("full", "no_schedule")])
+    for row in (no_wa, no_schedule):
+        assert row["span"][0] > 2 * row["span"][1]
+    assert -no_schedule["level"][0] > cost("no_schedule") / 2
 
 
 def test_readme_on_the_ablation_is_its_record():
@@ -443,12 +436,6 @@ def fit(name):
     return sum(ends) / len(ends)
 
 
-def end_held(name):
-    """Mean end-of-training accuracy on the held-out digits."""
-    ends = [r["end"]["test_acc"] for r in ladder()["runs"][name].values()]
-    return sum(ends) / len(ends)
-
-
 def ladder_span(name):
     """Mean over the seeds of the last five epochs' span (points)."""
     runs = ladder()["runs"][name].values()
@@ -480,9 +467,14 @@ def test_step_2_and_3_analyses_on_the_ladder_are_its_record():
     assert ladder_noise("step2") in a2 and f"{fit('step2'):.2f}%" in a2 and f"{fit('step1'):.2f}%" in a2
     assert f"{sync_docs.fixed(s['step2_bn']['paired_diff'], sign=True)} +- {sync_docs.fixed(s['step2_bn']['paired_se'])} points" in a3
     assert f"({ladder_noise('step2_bn')})" in a3 and f"{fit('step2_bn'):.2f}%" in a3
-    assert f"{end_held('step1') - end_held('step2'):.3f} points lower" in a2 and end_held("step1") > end_held("step2")
-    assert f"({ladder_span('step2'):.2f} against {ladder_span('step1'):.2f} points)" in a2
-    assert ladder_span("step2") > ladder_span("step1")
+    budget, bn, rest = report.changes(ladder(), [("step1", "step2"), ("step2", "step2_bn"), ("step2_bn", "whole")])
+    # the budget: most of its cost in level (beyond noise), its wider span within noise
+    (level, level_se), (span, span_se) = budget["level"], budget["span"]
+    assert f"({sync_docs.fixed(level, sign=True)} +- {sync_docs.fixed(level_se)})" in a2
+    assert f"{sync_docs.fixed(span)} +- {sync_docs.fixed(span_se)}, within noise" in a2
+    assert level < -2 * level_se and abs(level) > -s["step2"]["paired_diff"] / 2 and 0 < span < 2 * span_se
+    # batch norm narrows the span too, beyond noise
+    assert "narrows the span" in a3 and bn["span"][0] < -2 * bn["span"][1] and rest["span"][0] < -2 * rest["span"][1]
     w = s["whole"]
     assert f"{sync_docs.fixed(w['paired_diff'], sign=True)} +- {sync_docs.fixed(w['paired_se'])} points" in a3
     assert w["paired_diff"] > 2 * w["paired_se"]

@@ -1,6 +1,8 @@
 """Records and checkpoints: round trips, atomic writes, clear errors, the probe that vouches
 for a record, and the fingerprint of notebook code."""
 import json
+import urllib.request
+from pathlib import Path
 
 import pytest
 import torch
@@ -174,3 +176,42 @@ def test_fingerprint_changes_with_what_the_code_does(change):
 
 def test_a_function_left_with_only_its_docstring_still_has_a_body():
     assert records.fingerprint('def f():\n    """Nothing."""\n') == records.fingerprint("def f():\n    pass\n")
+
+
+def test_changes_pair_seeds_and_split_the_minimum_into_level_and_span():
+    # two seeds, five epochs, 100 digits: after - before, per seed, then mean and standard error
+    runs = {"a": {"1": {"correct": [90, 92, 91, 93, 92]}, "2": {"correct": [80, 85, 85, 85, 85]}},
+            "b": {"1": {"correct": [95, 95, 96, 95, 95]}, "2": {"correct": [86, 86, 86, 86, 86]}, "3": {"correct": [1] * 5}}}
+    (row,) = report.changes(dict(plan="ladder", held_out_images=100, runs=runs), [("a", "b")])
+    assert row["seeds"] == 2, "seed 3 ran only after the change: nothing to pair it with"
+    assert row["minimum"] == pytest.approx((5.5, 0.5))      # +5 and +6 points
+    assert row["level"] == pytest.approx((2.8, 0.8))        # 91.6 -> 95.2 and 84 -> 86
+    assert row["span"] == pytest.approx((-3.5, 1.5))        # 3 -> 1 and 5 -> 0
+
+
+@pytest.mark.parametrize("path", sorted(series.EVIDENCE.values()))
+def test_changes_agree_with_the_records_own_summary(path):
+    rec = records.read_json(path)
+    base = {"ablation": "full", "ladder": None}[rec["plan"]]
+    pairs = rec["pairs"] if base is None else [(base, n) for n in rec["recipes"] if n != base]
+    for row in report.changes(rec, pairs):
+        s = rec["summary"][row["after"]]
+        assert row["minimum"] == pytest.approx((s["paired_diff"], s["paired_se"]), abs=1e-9)
+    table = report.format_changes(rec, pairs)
+    assert len(table.splitlines()) == 2 + len(pairs)
+
+
+def test_evidence_is_read_here_or_fetched_from_the_named_copy(tmp_path, monkeypatch):
+    here = records.evidence("ladder")
+    assert here["plan"] == "ladder" and here == records.read_json(series.EVIDENCE["ladder"])
+    with pytest.raises(records.RecordError, match=r"benchmarks/ladder.json is not in .*set `repo`"):
+        records.evidence("ladder", "OWNER/REPO", root=tmp_path)
+    fetched = []
+
+    def fetch(url, path):
+        fetched.append(url)
+        Path(path).write_text(json.dumps({"plan": "ablation"}))
+
+    monkeypatch.setattr(urllib.request, "urlretrieve", fetch)
+    assert records.evidence("ablation", "octo/s7", root=tmp_path) == {"plan": "ablation"}
+    assert fetched == ["https://raw.githubusercontent.com/octo/s7/main/experiments/search/ablation.json"]
