@@ -235,6 +235,7 @@ def test_step_3s_analysis_on_the_ablation_is_its_record():
     no_wa, no_schedule = report.changes(experiment("ablation"), [("full", "no_weight_average"), ("full", "no_schedule")])
     for row in (no_wa, no_schedule):
         assert row["span"][0] > 2 * row["span"][1]
+    assert f"({sync_docs.fixed(no_wa['span'][0], sign=True)}, {sync_docs.fixed(no_schedule['span'][0], sign=True)};" in analysis
     assert -no_schedule["level"][0] > cost("no_schedule") / 2
 
 
@@ -436,6 +437,12 @@ def fit(name):
     return sum(ends) / len(ends)
 
 
+def ladder_gap(name):
+    """Mean end-of-training accuracy on the training digits less that on the held-out digits."""
+    runs = ladder()["runs"][name].values()
+    return sum(r["end"]["train_acc"] - r["end"]["test_acc"] for r in runs) / len(runs)
+
+
 def ladder_span(name):
     """Mean over the seeds of the last five epochs' span (points)."""
     runs = ladder()["runs"][name].values()
@@ -473,10 +480,17 @@ def test_step_2_and_3_analyses_on_the_ladder_are_its_record():
     assert f"({sync_docs.fixed(level, sign=True)} +- {sync_docs.fixed(level_se)})" in a2
     assert f"{sync_docs.fixed(span)} +- {sync_docs.fixed(span_se)}, within noise" in a2
     assert level < -2 * level_se and abs(level) > -s["step2"]["paired_diff"] / 2 and 0 < span < 2 * span_se
+    # fit falls while the train-held-out gap barely moves; Step 2's last epochs unsettled on every seed
+    assert f"from {fit('step1'):.2f}% to {fit('step2'):.2f}%" in a2 and fit("step2") < fit("step1")
+    assert f"({ladder_gap('step1'):.2f} to {ladder_gap('step2'):.2f} points)" in a2
+    assert abs(ladder_gap("step1") - ladder_gap("step2")) < 0.1
+    assert f"(mean span {ladder_span('step2'):.2f})" in text_of(3, "target")
+    assert min(max(r["test_acc"][-5:]) - min(r["test_acc"][-5:]) for r in ladder()["runs"]["step2"].values()) > \
+        ladder_span("whole")
     # batch norm narrows the span too, beyond noise
     assert "narrows the span" in a3 and bn["span"][0] < -2 * bn["span"][1] and rest["span"][0] < -2 * rest["span"][1]
     w = s["whole"]
-    assert f"{sync_docs.fixed(w['paired_diff'], sign=True)} +- {sync_docs.fixed(w['paired_se'])} points" in a3
+    assert f"(minimum {sync_docs.fixed(w['paired_diff'], sign=True)} +- {sync_docs.fixed(w['paired_se'])})" in a3
     assert w["paired_diff"] > 2 * w["paired_se"]
     assert f"from {ladder_span('step2_bn'):.2f} to {ladder_span('whole'):.2f}" in a3
     assert ladder_span("whole") < ladder_span("step2_bn")
