@@ -242,7 +242,7 @@ def test_step_3s_analysis_on_the_ablation_is_its_record():
 def test_readme_on_the_ablation_is_its_record():
     abl, text = experiment("ablation"), doc("README.md")
     finished = abl["runs"]["no_batch_norm"].values()
-    assert f"NaN on {len(abl['diverged']['no_batch_norm'])} seeds" in text
+    assert f"NaN or infinite on {len(abl['diverged']['no_batch_norm'])} seeds" in text
     chance = {r["test_acc"][-1] for r in finished}
     assert f"other {len(finished)}" in text and f"{chance.pop():.2f}%" in text and not chance
     assert f"epochs {min(at_chance('no_batch_norm'))} to {max(at_chance('no_batch_norm'))}" in text
@@ -484,7 +484,10 @@ def test_step_2_and_3_analyses_on_the_ladder_are_its_record():
     assert f"from {fit('step1'):.2f}% to {fit('step2'):.2f}%" in a2 and fit("step2") < fit("step1")
     assert f"({ladder_gap('step1'):.2f} to {ladder_gap('step2'):.2f} points)" in a2
     assert abs(ladder_gap("step1") - ladder_gap("step2")) < 0.1
-    assert f"(mean span {ladder_span('step2'):.2f})" in text_of(3, "target")
+    t3 = text_of(3, "target")
+    assert f"(mean span {ladder_span('step2'):.2f})" in t3
+    assert f"(fit {fit('step1') - fit('step2'):.2f} points lower)" in t3
+    assert f"(gap {ladder_gap('step1'):.2f} to {ladder_gap('step2'):.2f} points)" in t3
     assert min(max(r["test_acc"][-5:]) - min(r["test_acc"][-5:]) for r in ladder()["runs"]["step2"].values()) > \
         ladder_span("whole")
     # batch norm narrows the span too, beyond noise
