@@ -486,6 +486,7 @@ def test_step_2_and_3_analyses_on_the_ladder_are_its_record():
     assert abs(ladder_gap("step1") - ladder_gap("step2")) < 0.1
     t3 = text_of(3, "target")
     assert f"(mean span {ladder_span('step2'):.2f})" in t3
+    assert f"level ({sync_docs.fixed(level, sign=True)} +- {sync_docs.fixed(level_se)})" in t3
     assert f"(fit {fit('step1') - fit('step2'):.2f} points lower)" in t3
     assert f"(gap {ladder_gap('step1'):.2f} to {ladder_gap('step2'):.2f} points)" in t3
     assert min(max(r["test_acc"][-5:]) - min(r["test_acc"][-5:]) for r in ladder()["runs"]["step2"].values()) > \
