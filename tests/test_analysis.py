@@ -131,8 +131,6 @@ CLAIMS = {
     3: [
         ((f"{min(h(3, 'test_acc')[-5:]):.2f}-{max(h(3, 'test_acc')[-5:]):.2f}%",),
          lambda: min(h(3, "test_acc")[-5:]) >= BAR and rec(3)["params"] < 8000),
-        ((pct(rec(3)["train_test"]["train_acc"]), pct(rec(2)["train_test"]["train_acc"])),
-         lambda: rec(3)["train_test"]["train_acc"] > rec(2)["train_test"]["train_acc"]),
         ((pct(h(3, "train_acc")[-1]),), lambda: h(3, "train_acc")[-1] < h(3, "test_acc")[-1]
          and rec(3)["settings"]["degrees"] > 0 and rec(3)["settings"]["dropout"] > 0),
         ((f"{held(mins(seeds()))} of {len(seeds()['seeds'])} hold", "(15-20)"),
@@ -177,8 +175,6 @@ def test_each_target_follows_from_the_step_before():
     spread = max(h(1, "test_acc")[-5:]) - min(h(1, "test_acc")[-5:])
     assert f"{spread:.2f} points" in t2 and abs(spread - 0.2) < 0.05, "the margin is about Step 1's own spread"
     assert pct(min(h(1, "test_acc")[-5:])) in t2 and f"{rec(2)['params']:,}" in t2 and rec(2)["params"] < 8000
-    fit2, fit1 = rec(2)["train_test"]["train_acc"], rec(1)["train_test"]["train_acc"]
-    assert pct(fit2) in t3 and pct(fit1) in t3 and fit2 < fit1
     assert min(h(2, "test_loss")) == h(2, "test_loss")[-1], "Step 2's test loss is lowest in its last epoch"
 
 
@@ -481,7 +477,7 @@ def test_step_2_and_3_analyses_on_the_ladder_are_its_record():
     assert f"{sync_docs.fixed(span)} +- {sync_docs.fixed(span_se)}, within noise" in a2
     assert level < -2 * level_se and abs(level) > -s["step2"]["paired_diff"] / 2 and 0 < span < 2 * span_se
     # fit falls while the train-held-out gap barely moves; Step 2's last epochs unsettled on every seed
-    assert f"from {fit('step1'):.2f}% to {fit('step2'):.2f}%" in a2 and fit("step2") < fit("step1")
+    assert f"{fit('step1'):.2f}% to {fit('step2'):.2f}%" in a2 and fit("step2") < fit("step1")
     assert f"({ladder_gap('step1'):.2f} to {ladder_gap('step2'):.2f} points)" in a2
     assert abs(ladder_gap("step1") - ladder_gap("step2")) < 0.1
     t3 = text_of(3, "target")
@@ -491,10 +487,10 @@ def test_step_2_and_3_analyses_on_the_ladder_are_its_record():
     assert f"(gap {ladder_gap('step1'):.2f} to {ladder_gap('step2'):.2f} points)" in t3
     assert min(max(r["test_acc"][-5:]) - min(r["test_acc"][-5:]) for r in ladder()["runs"]["step2"].values()) > \
         ladder_span("whole")
-    # batch norm narrows the span too, beyond noise
-    assert "narrows the span" in a3 and bn["span"][0] < -2 * bn["span"][1] and rest["span"][0] < -2 * rest["span"][1]
+    # batch norm narrows the span too, beyond noise (which Step 3's Target did not give it), then the rest
+    assert f"{ladder_span('step2'):.2f} to {ladder_span('step2_bn'):.2f}" in a3 and bn["span"][0] < -2 * bn["span"][1] and rest["span"][0] < -2 * rest["span"][1]
     w = s["whole"]
     assert f"(minimum {sync_docs.fixed(w['paired_diff'], sign=True)} +- {sync_docs.fixed(w['paired_se'])})" in a3
     assert w["paired_diff"] > 2 * w["paired_se"]
-    assert f"{ladder_span('step2_bn'):.2f} to {ladder_span('whole'):.2f}" in a3
+    assert f"to {ladder_span('whole'):.2f}" in a3
     assert ladder_span("whole") < ladder_span("step2_bn")
