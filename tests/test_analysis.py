@@ -133,7 +133,7 @@ CLAIMS = {
          lambda: min(h(3, "test_acc")[-5:]) >= BAR and rec(3)["params"] < 8000),
         ((pct(h(3, "train_acc")[-1]),), lambda: h(3, "train_acc")[-1] < h(3, "test_acc")[-1]
          and rec(3)["settings"]["degrees"] > 0 and rec(3)["settings"]["dropout"] > 0),
-        ((f"{held(mins(seeds()))} of {len(seeds()['seeds'])} hold", "(15-20)"),
+        ((f"{held(mins(seeds()))} of {len(seeds()['seeds'])} hold", "15-20"),
          lambda: held(mins(seeds())) == len(seeds()["seeds"]) == 20 and seeds()["freeze"]["ran_after_freeze"]
          and set(range(1, 15)) - set(seeds()["freeze"]["seeds_recorded_before"]) == {11, 12, 13, 14}
          and set(range(15, 21)).isdisjoint(seeds()["freeze"]["seeds_recorded_before"])),
