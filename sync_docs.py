@@ -332,10 +332,18 @@ def performance(root):
         return ""
     s = json.loads(series_.read_text())
     per = ", ".join(f"step {k} {v:.0f} s" for k, v in s["notebooks"].items())
-    return (f"The whole series, `python run_notebooks.py`, on {s['device']}, {threads(s)}: "
-            f"**{s['total_seconds']:.0f} s** ({s['total_seconds'] / 60:.1f} minutes: {per}). These times "
-            f"count each notebook's whole papermill run (kernel start, imports, data, layer tables, plots, the "
-            f"record's probe); the steps' Result blocks count the epochs' training and scoring.\n")
+    # a step re-run after the series keeps its own record: say which, so that times are not mixed up
+    later = {}
+    for k in s["notebooks"]:
+        step = Path(root) / "results" / f"step{k}.json"
+        commit = json.loads(step.read_text()).get("git_commit", "") if step.is_file() else ""
+        if commit and commit != s["git_commit"]:
+            later.setdefault(commit[:7], []).append(k)
+    rerun = "".join(f"; step{'s' if len(ks) > 1 else ''} {' and '.join(ks)} re-ran later (commit {c}), "
+                    f"{'their' if len(ks) > 1 else 'its'} times above" for c, ks in later.items())
+    return (f"The whole series, `python run_notebooks.py` at commit {s['git_commit'][:7]}, on {s['device']}, "
+            f"{threads(s)}: **{s['total_seconds']:.0f} s** ({s['total_seconds'] / 60:.1f} minutes: {per}), each "
+            f"notebook's whole papermill run (kernel start, data, plots, the record's probe){rerun}.\n")
 
 
 def render_readme(text, root=ROOT, up=""):

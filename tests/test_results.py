@@ -215,3 +215,19 @@ def test_evidence_is_read_here_or_fetched_from_the_named_copy(tmp_path, monkeypa
     monkeypatch.setattr(urllib.request, "urlretrieve", fetch)
     assert records.evidence("ablation", "octo/s7", root=tmp_path) == {"plan": "ablation"}
     assert fetched == ["https://raw.githubusercontent.com/octo/s7/main/experiments/search/ablation.json"]
+
+
+def test_series_time_names_the_steps_re_run_after_it(tmp_path):
+    import sync_docs
+    (tmp_path / "results").mkdir()
+    series_ = dict(git_commit="a" * 40, device="CPU", threads=2, total_seconds=600.0,
+                   notebooks={"1": 200.0, "2": 150.0, "3": 250.0})
+    (tmp_path / "results" / "series.json").write_text(json.dumps(series_))
+    for k in "123":
+        (tmp_path / "results" / f"step{k}.json").write_text(json.dumps(dict(git_commit="a" * 40)))
+    same = sync_docs.performance(tmp_path)
+    assert "commit aaaaaaa" in same and "re-ran" not in same
+    for k in "23":
+        (tmp_path / "results" / f"step{k}.json").write_text(json.dumps(dict(git_commit="b" * 40)))
+    later = sync_docs.performance(tmp_path)
+    assert "2 and 3" in later and "bbbbbbb" in later and "1 and" not in later
