@@ -3,6 +3,7 @@ staleness means: what the code computes, not how it is written."""
 import json
 
 import check_claims
+import utils
 import run_notebooks as runner
 from conftest import run_check
 
@@ -36,6 +37,18 @@ def test_check_fails_when_a_recorded_test_accuracy_is_changed_by_hand(project_co
     out = capsys.readouterr().out
     assert any(line.startswith("FAIL") and "Step 3: saved Model_3 re-scored" in line for line in out.splitlines())
     assert "FAIL" in out.splitlines()[-1]
+
+
+
+def test_check_without_the_test_digits_says_so_and_fails(monkeypatch, capsys):
+    missing = utils.MNISTNotFoundError("no MNIST here: set MNIST_DATA_DIR to a folder that holds MNIST/raw/")
+
+    def loaders(*args, **kwargs):
+        raise missing
+    monkeypatch.setattr(utils, "mnist_loaders", loaders)
+    assert check_claims.main() == 1
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and out[0].startswith("FAIL") and str(missing) in out[0]
 
 
 TRAIN_EPOCH = '''    sums = RunningSums(next(model.parameters()).device)
