@@ -174,6 +174,9 @@ def test_each_target_follows_from_the_step_before():
     assert f"{spread:.2f} points" in t2 and abs(spread - 0.2) < 0.05, "the margin is about Step 1's own spread"
     assert pct(min(h(1, "test_acc")[-5:])) in t2 and f"{rec(2)['params']:,}" in t2 and rec(2)["params"] < 8000
     assert min(h(2, "test_loss")) == h(2, "test_loss")[-1], "Step 2's test loss is lowest in its last epoch"
+    # Step 1 "a third of [LeNet-5's] 60,000 parameters"; Step 3's schedule "to 0.2 ending near zero"
+    assert "60,000" in text_of(1, "target") and abs(rec(1)["params"] / 60000 - 1 / 3) < 0.05
+    assert round(max(h(3, "lr")), 1) == 0.2 and "0.2" in t3 and h(3, "lr")[-1] < max(h(3, "lr")) / 20
 
 
 # ----------------------------------------------------------------------------- the ablation
